@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * File activity from syscall tracepoints: open (with an in-kernel path-prefix filter), unlink,
+ * rename, chmod and chown. Successful opens report the path the kernel resolved (from the new
+ * descriptor); everything else reports the path as the caller passed it, flagged as such.
+ */
+#include "nj.bpf.h"
+#include "path.bpf.h"
+#include "syscall.bpf.h"
+
+/*
+ * When set at load, an open is reported only if its path starts with a prefix in
+ * nj_file_prefixes; otherwise every open is reported.
+ */
+const volatile __u32 nj_file_filter_enabled __weak = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 256);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nj_prefix_key);
+	__type(value, __u8);
+} nj_file_prefixes SEC(".maps") __weak;
+
+static __always_inline bool nj_path_selected(const char *path)
+{
+	if (!nj_file_filter_enabled)
+		return true;
+
+	struct nj_prefix_key key = { .prefixlen = NJ_PREFIX_MAX * 8 };
+	/* The trie compares bits, so bytes past the NUL must not matter: copy the string only. */
+	bpf_probe_read_kernel_str(key.path, sizeof(key.path), path);
+	return bpf_map_lookup_elem(&nj_file_prefixes, &key) != NULL;
+}
+
+/* openat(dfd, filename, flags, mode) and friends: the path argument index differs. */
+static __always_inline int nj_open_exit(struct trace_event_raw_sys_exit *ctx, __u32 syscall,
+					int path_arg, int flags_arg)
+{
+	__u64 args[6];
+
+	if (!nj_take_args(args))
+		return 0;
+
+	struct nj_syscall_event *ev =
+		nj_begin_syscall_event(NJ_KIND_FILE_OPEN, syscall, ctx->ret, args, 1u << path_arg);
+	if (!ev)
+		return 0;
+
+	__u32 flags = 0;
+	struct file *file = ctx->ret >= 0 ? nj_file_from_fd(ctx->ret) : NULL;
+	if (file) {
+		flags = nj_resolve_path(__builtin_preserve_access_index(&file->f_path), ev->str0);
+	} else {
+		flags = NJ_FLAG_PATH_AS_PASSED |
+			nj_read_user_str(ev->str0, args[path_arg & 7], NJ_FLAG_PATH_TRUNCATED);
+	}
+	if (!nj_path_selected(ev->str0))
+		return 0;
+	ev->hdr.flags |= flags;
+	/* openat2 passes a struct open_how pointer: report its flags and mode instead. */
+	if (syscall == NJ_SYS_OPENAT2) {
+		struct open_how how = {};
+		bpf_probe_read_user(&how, sizeof(how), (void *)args[2]);
+		ev->args[2] = how.flags;
+		ev->args[3] = how.mode;
+	}
+	nj_submit(ev, sizeof(*ev), NJ_KIND_FILE_OPEN);
+	return 0;
+}
+
+/* Syscalls with one or two path arguments reported as passed. */
+static __always_inline int nj_path_exit(struct trace_event_raw_sys_exit *ctx, __u16 kind,
+					__u32 syscall, int path0, int path1)
+{
+	__u64 args[6];
+
+	if (!nj_take_args(args))
+		return 0;
+
+	__u32 mask = (path0 >= 0 ? 1u << path0 : 0) | (path1 >= 0 ? 1u << path1 : 0);
+	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, ctx->ret, args, mask);
+	if (!ev)
+		return 0;
+	if (path0 >= 0)
+		ev->hdr.flags |= NJ_FLAG_PATH_AS_PASSED |
+				 nj_read_user_str(ev->str0, args[path0 & 7], NJ_FLAG_PATH_TRUNCATED);
+	if (path1 >= 0)
+		ev->hdr.flags |= nj_read_user_str(ev->str1, args[path1 & 7], NJ_FLAG_PATH2_TRUNCATED);
+	nj_submit(ev, sizeof(*ev), kind);
+	return 0;
+}
+
+/* Syscalls on a descriptor (fchmod, fchown): report the file the descriptor names. */
+static __always_inline int nj_fd_exit(struct trace_event_raw_sys_exit *ctx, __u16 kind,
+				      __u32 syscall)
+{
+	__u64 args[6];
+
+	if (!nj_take_args(args))
+		return 0;
+	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, ctx->ret, args, 0);
+	if (!ev)
+		return 0;
+	struct file *file = nj_file_from_fd(args[0]);
+	if (file)
+		ev->hdr.flags |=
+			nj_resolve_path(__builtin_preserve_access_index(&file->f_path), ev->str0);
+	nj_submit(ev, sizeof(*ev), kind);
+	return 0;
+}
+
+#define NJ_OPEN(name, nargs, id, path_arg, flags_arg)                                            \
+	NJ_SYSCALL_ENTER(name, nargs)                                                     \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                        \
+	int nj_exit_##name(struct trace_event_raw_sys_exit *ctx)                          \
+	{                                                                                 \
+		return nj_open_exit(ctx, id, path_arg, flags_arg);                        \
+	}
+
+#define NJ_PATHS(name, nargs, kind, id, path0, path1)                                            \
+	NJ_SYSCALL_ENTER(name, nargs)                                                     \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                        \
+	int nj_exit_##name(struct trace_event_raw_sys_exit *ctx)                          \
+	{                                                                                 \
+		return nj_path_exit(ctx, kind, id, path0, path1);                         \
+	}
+
+#define NJ_FD(name, nargs, kind, id)                                                             \
+	NJ_SYSCALL_ENTER(name, nargs)                                                     \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                        \
+	int nj_exit_##name(struct trace_event_raw_sys_exit *ctx)                          \
+	{                                                                                 \
+		return nj_fd_exit(ctx, kind, id);                                         \
+	}
+
+NJ_OPEN(open, 3, NJ_SYS_OPEN, 0, 1)
+NJ_OPEN(openat, 4, NJ_SYS_OPENAT, 1, 2)
+NJ_OPEN(openat2, 4, NJ_SYS_OPENAT2, 1, 2)
+
+NJ_PATHS(unlink, 1, NJ_KIND_FILE_UNLINK, NJ_SYS_UNLINK, 0, -1)
+NJ_PATHS(unlinkat, 3, NJ_KIND_FILE_UNLINK, NJ_SYS_UNLINKAT, 1, -1)
+NJ_PATHS(rmdir, 1, NJ_KIND_FILE_UNLINK, NJ_SYS_RMDIR, 0, -1)
+NJ_PATHS(rename, 2, NJ_KIND_FILE_RENAME, NJ_SYS_RENAME, 0, 1)
+NJ_PATHS(renameat, 4, NJ_KIND_FILE_RENAME, NJ_SYS_RENAMEAT, 1, 3)
+NJ_PATHS(renameat2, 5, NJ_KIND_FILE_RENAME, NJ_SYS_RENAMEAT2, 1, 3)
+NJ_PATHS(chmod, 2, NJ_KIND_FILE_CHMOD, NJ_SYS_CHMOD, 0, -1)
+NJ_PATHS(fchmodat, 3, NJ_KIND_FILE_CHMOD, NJ_SYS_FCHMODAT, 1, -1)
+NJ_FD(fchmod, 2, NJ_KIND_FILE_CHMOD, NJ_SYS_FCHMOD)
+NJ_PATHS(chown, 3, NJ_KIND_FILE_CHOWN, NJ_SYS_CHOWN, 0, -1)
+NJ_PATHS(lchown, 3, NJ_KIND_FILE_CHOWN, NJ_SYS_LCHOWN, 0, -1)
+NJ_PATHS(fchownat, 5, NJ_KIND_FILE_CHOWN, NJ_SYS_FCHOWNAT, 1, -1)
+NJ_FD(fchown, 3, NJ_KIND_FILE_CHOWN, NJ_SYS_FCHOWN)
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/* Keys and values of maps that userspace reads or writes: loss counters and filters. */
+#ifndef NJ_ABI_MAPS_H
+#define NJ_ABI_MAPS_H
+
+#include "common.h"
+
+/* Index of nj_errors, a per-CPU array of __u64 counters. */
+enum nj_error_reason {
+	/* bpf_ringbuf_reserve failed: the consumer fell behind; the event is lost. */
+	NJ_ERR_RINGBUF_FULL = 0,
+	/* The enter->exit pending map was full: a syscall event is lost. */
+	NJ_ERR_PENDING_FULL = 1,
+	/* A syscall exit without its enter (agent attached mid-syscall): nothing to report. */
+	NJ_ERR_PENDING_MISSING = 2,
+	/* A bpf_probe_read_* failed; the event is sent with NJ_FLAG_READ_FAILED. */
+	NJ_ERR_READ_FAILED = 3,
+	NJ_ERR_MAX = 8,
+};
+
+/* Name of the per-CPU array counting ring-buffer losses by event kind. */
+#define NJ_LOST_BY_KIND_MAP "nj_lost_by_kind"
+
+/* Longest path prefix in the file-open filter (bytes). */
+#define NJ_PREFIX_MAX 64
+
+/*
+ * Key of nj_file_prefixes, an LPM trie over path bytes: prefixlen is in bits (8 per byte).
+ * An open is reported when its resolved path starts with any prefix in the trie.
+ */
+struct nj_prefix_key {
+	__u32 prefixlen;
+	char path[NJ_PREFIX_MAX];
+};
+
+#endif

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * Security-relevant syscall records, emitted at syscall exit so each carries its return value.
+ * One layout serves the file, credential, ptrace, kill, mount, module, bpf, memfd and namespace
+ * kinds; what args[] and the two strings mean is fixed per syscall (see docs/events.md).
+ */
+#ifndef NJ_ABI_SYSCALL_H
+#define NJ_ABI_SYSCALL_H
+
+#include "common.h"
+#include "process.h"
+
+/* Which syscall produced the record (nj_syscall_event.syscall). Never renumbered. */
+enum nj_syscall_id {
+	NJ_SYS_OPEN = 1,
+	NJ_SYS_OPENAT = 2,
+	NJ_SYS_OPENAT2 = 3,
+	NJ_SYS_UNLINK = 10,
+	NJ_SYS_UNLINKAT = 11,
+	NJ_SYS_RMDIR = 12,
+	NJ_SYS_RENAME = 13,
+	NJ_SYS_RENAMEAT = 14,
+	NJ_SYS_RENAMEAT2 = 15,
+	NJ_SYS_CHMOD = 16,
+	NJ_SYS_FCHMODAT = 17,
+	NJ_SYS_FCHMOD = 18,
+	NJ_SYS_CHOWN = 19,
+	NJ_SYS_LCHOWN = 20,
+	NJ_SYS_FCHOWNAT = 21,
+	NJ_SYS_FCHOWN = 22,
+	NJ_SYS_SETUID = 30,
+	NJ_SYS_SETGID = 31,
+	NJ_SYS_SETREUID = 32,
+	NJ_SYS_SETREGID = 33,
+	NJ_SYS_SETRESUID = 34,
+	NJ_SYS_SETRESGID = 35,
+	NJ_SYS_CAPSET = 36,
+	NJ_SYS_PTRACE = 40,
+	NJ_SYS_KILL = 41,
+	NJ_SYS_TKILL = 42,
+	NJ_SYS_TGKILL = 43,
+	NJ_SYS_MOUNT = 50,
+	NJ_SYS_UMOUNT2 = 51,
+	NJ_SYS_INIT_MODULE = 52,
+	NJ_SYS_FINIT_MODULE = 53,
+	NJ_SYS_BPF = 54,
+	NJ_SYS_MEMFD_CREATE = 55,
+	NJ_SYS_SETNS = 56,
+	NJ_SYS_UNSHARE = 57,
+	NJ_SYS_CONNECT = 60,
+	NJ_SYS_ACCEPT = 61,
+	NJ_SYS_ACCEPT4 = 62,
+	NJ_SYS_BIND = 63,
+	NJ_SYS_LISTEN = 64,
+};
+
+/* Longest string argument kept by syscall records (paths, memfd names, fs types). */
+#define NJ_STR_MAX NJ_PATH_MAX
+
+/* Generic syscall record. 608 bytes. */
+struct nj_syscall_event {
+	struct nj_event_header hdr;
+	/* Syscall return value (negative errno on failure). */
+	__s64 ret;
+	/* Raw integer arguments of the syscall, in syscall order; pointers are zeroed. */
+	__u64 args[6];
+	/* enum nj_syscall_id */
+	__u32 syscall;
+	__u32 _pad0;
+	/* First and second string argument, NUL-terminated (path, new path, mount target...). */
+	char str0[NJ_STR_MAX];
+	char str1[NJ_STR_MAX];
+};
+
+/* Address families as the kernel numbers them (AF_*). */
+#define NJ_AF_UNIX 1
+#define NJ_AF_INET 2
+#define NJ_AF_INET6 10
+#define NJ_UNIX_PATH_MAX 108
+
+/* A socket address, normalised. Port in host byte order. 136 bytes. */
+struct nj_sockaddr {
+	__u16 family;
+	__u16 port;
+	__u32 scope_id;
+	/* IPv4 in the first 4 bytes, network byte order; IPv6 all 16. */
+	__u8 addr[16];
+	/* AF_UNIX path; abstract names start with a NUL byte, as in sockaddr_un. */
+	char unix_path[NJ_UNIX_PATH_MAX];
+	__u32 _pad0;
+};
+
+/* connect/accept/accept4/bind/listen. 344 bytes. */
+struct nj_sock_event {
+	struct nj_event_header hdr;
+	__s64 ret;
+	/* enum nj_syscall_id */
+	__u32 syscall;
+	/* The socket's file descriptor (for accept: the new one on success). */
+	__s32 fd;
+	/* Socket type (SOCK_STREAM=1, SOCK_DGRAM=2...) and protocol, read from the socket. */
+	__u16 sock_type;
+	__u16 protocol;
+	/* listen backlog; accept4 flags. */
+	__u32 extra;
+	__u64 _pad0;
+	struct nj_sockaddr local;
+	struct nj_sockaddr remote;
+};
+
+#endif

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Socket addresses: from user sockaddr buffers and from the kernel's struct sock. */
+#ifndef NJ_SOCK_BPF_H
+#define NJ_SOCK_BPF_H
+
+#include "nj.bpf.h"
+#include "path.bpf.h"
+
+static __always_inline __u16 nj_ntohs(__u16 v)
+{
+	return __builtin_bswap16(v);
+}
+
+/* Normalises a user sockaddr of @len bytes; unknown families keep only the family. */
+static __always_inline void nj_read_user_sockaddr(struct nj_sockaddr *out, __u64 uaddr, __u64 len)
+{
+	__u16 family = 0;
+
+	if (!uaddr || len < sizeof(family) ||
+	    bpf_probe_read_user(&family, sizeof(family), (void *)uaddr) != 0)
+		return;
+	out->family = family;
+	if (family == NJ_AF_INET && len >= sizeof(struct sockaddr_in)) {
+		struct sockaddr_in sin = {};
+		bpf_probe_read_user(&sin, sizeof(sin), (void *)uaddr);
+		out->port = nj_ntohs(sin.sin_port);
+		__builtin_memcpy(out->addr, &sin.sin_addr.s_addr, 4);
+	} else if (family == NJ_AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		struct sockaddr_in6 sin6 = {};
+		bpf_probe_read_user(&sin6, sizeof(sin6), (void *)uaddr);
+		out->port = nj_ntohs(sin6.sin6_port);
+		out->scope_id = sin6.sin6_scope_id;
+		__builtin_memcpy(out->addr, &sin6.sin6_addr, 16);
+	} else if (family == NJ_AF_UNIX && len > sizeof(family)) {
+		__u64 path_len = len - sizeof(family);
+		if (path_len > NJ_UNIX_PATH_MAX)
+			path_len = NJ_UNIX_PATH_MAX;
+		bpf_probe_read_user(out->unix_path, path_len & 0x7f, (void *)(uaddr + sizeof(family)));
+	}
+}
+
+/* The struct sock behind a socket descriptor of the current task, or NULL. */
+static __always_inline struct sock *nj_sock_from_fd(__s64 fd)
+{
+	struct file *file = nj_file_from_fd(fd);
+	if (!file)
+		return NULL;
+	struct socket *socket = BPF_CORE_READ(file, private_data);
+	if (!socket)
+		return NULL;
+	return BPF_CORE_READ(socket, sk);
+}
+
+/* Local and remote addresses of an inet socket, as the kernel holds them now. */
+static __always_inline void nj_read_sock(struct sock *sk, struct nj_sock_event *ev)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	ev->sock_type = BPF_CORE_READ(sk, sk_type);
+	ev->protocol = BPF_CORE_READ(sk, sk_protocol);
+	if (family == NJ_AF_INET) {
+		ev->local.family = family;
+		ev->remote.family = family;
+		/* Explicit sizes: BPF_CORE_READ_INTO would size the copy by one array element. */
+		bpf_core_read(ev->local.addr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(ev->remote.addr, 4, &sk->__sk_common.skc_daddr);
+	} else if (family == NJ_AF_INET6) {
+		ev->local.family = family;
+		ev->remote.family = family;
+		bpf_core_read(ev->local.addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(ev->remote.addr, 16, &sk->__sk_common.skc_v6_daddr);
+	} else {
+		return;
+	}
+	ev->local.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ev->remote.port = nj_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+}
+
+#endif

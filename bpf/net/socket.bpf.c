@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Socket syscalls with addresses: connect, accept/accept4, bind and listen. Addresses passed by
+ * the caller are read from user memory at exit; the kernel's view (the local port a connect was
+ * given, the peer of an accepted socket) is read from struct sock.
+ */
+#include "nj.bpf.h"
+#include "sock.bpf.h"
+#include "syscall.bpf.h"
+
+static __always_inline struct nj_sock_event *nj_begin_sock_event(__u16 kind, __u32 syscall,
+								  __s64 ret, __s32 fd)
+{
+	union nj_any_event *any = nj_scratch();
+	if (!any)
+		return NULL;
+	struct nj_sock_event *ev = &any->sock;
+
+	__builtin_memset(ev, 0, sizeof(*ev));
+	nj_fill_header(&ev->hdr, kind, sizeof(*ev));
+	ev->ret = ret;
+	ev->syscall = syscall;
+	ev->fd = fd;
+	return ev;
+}
+
+/* connect(fd, addr, addrlen) and bind(fd, addr, addrlen). */
+static __always_inline int nj_addr_exit(struct trace_event_raw_sys_exit *ctx, __u16 kind,
+					__u32 syscall)
+{
+	__u64 args[6];
+
+	if (!nj_take_args(args))
+		return 0;
+	struct nj_sock_event *ev = nj_begin_sock_event(kind, syscall, ctx->ret, args[0]);
+	if (!ev)
+		return 0;
+	struct sock *sk = nj_sock_from_fd(args[0]);
+	if (sk)
+		nj_read_sock(sk, ev);
+	/* The caller's address wins over the socket's: a failed connect leaves daddr unset. */
+	nj_read_user_sockaddr(kind == NJ_KIND_SOCK_CONNECT ? &ev->remote : &ev->local, args[1],
+			      args[2]);
+	nj_submit(ev, sizeof(*ev), kind);
+	return 0;
+}
+
+/* accept(fd, addr, addrlen) and accept4(fd, addr, addrlen, flags): the new socket's view. */
+static __always_inline int nj_accept_exit(struct trace_event_raw_sys_exit *ctx, __u32 syscall)
+{
+	__u64 args[6];
+
+	if (!nj_take_args(args))
+		return 0;
+	struct nj_sock_event *ev =
+		nj_begin_sock_event(NJ_KIND_SOCK_ACCEPT, syscall, ctx->ret, ctx->ret);
+	if (!ev)
+		return 0;
+	if (syscall == NJ_SYS_ACCEPT4)
+		ev->extra = args[3];
+	struct sock *sk = ctx->ret >= 0 ? nj_sock_from_fd(ctx->ret) : nj_sock_from_fd(args[0]);
+	if (sk)
+		nj_read_sock(sk, ev);
+	nj_submit(ev, sizeof(*ev), NJ_KIND_SOCK_ACCEPT);
+	return 0;
+}
+
+/* listen(fd, backlog) */
+NJ_SYSCALL_ENTER(listen, 2)
+SEC("tracepoint/syscalls/sys_exit_listen")
+int nj_exit_listen(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 args[6];
+
+	if (!nj_take_args(args))
+		return 0;
+	struct nj_sock_event *ev =
+		nj_begin_sock_event(NJ_KIND_SOCK_LISTEN, NJ_SYS_LISTEN, ctx->ret, args[0]);
+	if (!ev)
+		return 0;
+	ev->extra = args[1];
+	struct sock *sk = nj_sock_from_fd(args[0]);
+	if (sk)
+		nj_read_sock(sk, ev);
+	nj_submit(ev, sizeof(*ev), NJ_KIND_SOCK_LISTEN);
+	return 0;
+}
+
+NJ_SYSCALL_ENTER(connect, 3)
+SEC("tracepoint/syscalls/sys_exit_connect")
+int nj_exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	return nj_addr_exit(ctx, NJ_KIND_SOCK_CONNECT, NJ_SYS_CONNECT);
+}
+
+NJ_SYSCALL_ENTER(bind, 3)
+SEC("tracepoint/syscalls/sys_exit_bind")
+int nj_exit_bind(struct trace_event_raw_sys_exit *ctx)
+{
+	return nj_addr_exit(ctx, NJ_KIND_SOCK_BIND, NJ_SYS_BIND);
+}
+
+NJ_SYSCALL_ENTER(accept, 3)
+SEC("tracepoint/syscalls/sys_exit_accept")
+int nj_exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return nj_accept_exit(ctx, NJ_SYS_ACCEPT);
+}
+
+NJ_SYSCALL_ENTER(accept4, 4)
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int nj_exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return nj_accept_exit(ctx, NJ_SYS_ACCEPT4);
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Feature probes: tiny programs loaded once at start-up to learn what this kernel really
+ * allows. A kernel can list a program type yet refuse to load it (fentry/fexit and BPF-LSM
+ * under lockdown), so only a real load tells. Never attached.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+SEC("fentry/do_unlinkat")
+int BPF_PROG(nj_probe_fentry)
+{
+	return 0;
+}
+
+SEC("lsm/file_open")
+int BPF_PROG(nj_probe_lsm, struct file *file)
+{
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(nj_probe_tp_btf)
+{
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

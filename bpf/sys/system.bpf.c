@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Changes to the system itself from syscall tracepoints: mounts, kernel modules, bpf(),
+ * memfd_create (fileless execution) and namespace changes (setns, unshare).
+ */
+#include "nj.bpf.h"
+#include "syscall.bpf.h"
+
+static __always_inline int nj_system_exit(struct trace_event_raw_sys_exit *ctx, __u16 kind,
+					  __u32 syscall, int str0, int str1, __u32 ptr_mask)
+{
+	__u64 args[6];
+
+	if (!nj_take_args(args))
+		return 0;
+	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, ctx->ret, args, ptr_mask);
+	if (!ev)
+		return 0;
+	if (str0 >= 0)
+		ev->hdr.flags |= nj_read_user_str(ev->str0, args[str0 & 7], NJ_FLAG_PATH_TRUNCATED);
+	if (str1 >= 0)
+		ev->hdr.flags |= nj_read_user_str(ev->str1, args[str1 & 7], NJ_FLAG_PATH2_TRUNCATED);
+	nj_submit(ev, sizeof(*ev), kind);
+	return 0;
+}
+
+#define NJ_SYSTEM(name, nargs, kind, id, str0, str1, ptr_mask)                                   \
+	NJ_SYSCALL_ENTER(name, nargs)                                                     \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                        \
+	int nj_exit_##name(struct trace_event_raw_sys_exit *ctx)                          \
+	{                                                                                 \
+		return nj_system_exit(ctx, kind, id, str0, str1, ptr_mask);               \
+	}
+
+/* mount(source, target, fstype, flags, data): source and target as strings. */
+NJ_SYSTEM(mount, 5, NJ_KIND_MOUNT, NJ_SYS_MOUNT, 0, 1, 0x17)
+/* umount2(target, flags) */
+NJ_SYSTEM(umount, 2, NJ_KIND_UMOUNT, NJ_SYS_UMOUNT2, 0, -1, 0x1)
+/* init_module(image, len, params): the parameters string. */
+NJ_SYSTEM(init_module, 3, NJ_KIND_MODULE_LOAD, NJ_SYS_INIT_MODULE, 2, -1, 0x5)
+/* finit_module(fd, params, flags) */
+NJ_SYSTEM(finit_module, 3, NJ_KIND_MODULE_LOAD, NJ_SYS_FINIT_MODULE, 1, -1, 0x2)
+/* bpf(cmd, attr, size) */
+NJ_SYSTEM(bpf, 3, NJ_KIND_BPF, NJ_SYS_BPF, -1, -1, 0x2)
+/* memfd_create(name, flags) */
+NJ_SYSTEM(memfd_create, 2, NJ_KIND_MEMFD_CREATE, NJ_SYS_MEMFD_CREATE, 0, -1, 0x1)
+/* setns(fd, nstype), unshare(flags) */
+NJ_SYSTEM(setns, 2, NJ_KIND_NAMESPACE, NJ_SYS_SETNS, -1, -1, 0)
+NJ_SYSTEM(unshare, 1, NJ_KIND_NAMESPACE, NJ_SYS_UNSHARE, -1, -1, 0)
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,123 @@
+//! nj-trigger: does exactly one security-relevant thing, so kernel tests can assert the exact
+//! event it causes (in the spirit of Tetragon's tester-progs). Exits 0 when the syscall was
+//! made, whatever it returned; prints the return value.
+//!
+//! Usage: nj-trigger <action> [args...]
+
+use std::ffi::CString;
+use std::process::ExitCode;
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).expect("argument without NUL")
+}
+
+fn arg(args: &[String], i: usize) -> &str {
+    args.get(i).map(String::as_str).unwrap_or_else(|| {
+        eprintln!("nj-trigger: missing argument {i}");
+        std::process::exit(2)
+    })
+}
+
+fn num(args: &[String], i: usize) -> i64 {
+    let text = arg(args, i);
+    let parsed = match text.strip_prefix("0o") {
+        Some(octal) => i64::from_str_radix(octal, 8),
+        None => text.parse(),
+    };
+    parsed.unwrap_or_else(|_| {
+        eprintln!("nj-trigger: {text:?} is not a number");
+        std::process::exit(2)
+    })
+}
+
+/// Connects a stream socket to `addr` (`1.2.3.4:80`, `[::1]:80`) and closes it.
+fn connect(addr: &str) -> i64 {
+    match std::net::TcpStream::connect(addr) {
+        Ok(_) => 0,
+        Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // SAFETY (for every libc call below): arguments are valid C strings or plain integers,
+    // and each call only affects this process or objects the test created for it.
+    let ret: i64 = unsafe {
+        match arg(&args, 0) {
+            "open" => libc::open(cstr(arg(&args, 1)).as_ptr(), libc::O_RDONLY) as i64,
+            "create" => libc::open(
+                cstr(arg(&args, 1)).as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+                0o640,
+            ) as i64,
+            "unlink" => libc::unlink(cstr(arg(&args, 1)).as_ptr()) as i64,
+            "rename" => {
+                libc::rename(cstr(arg(&args, 1)).as_ptr(), cstr(arg(&args, 2)).as_ptr()) as i64
+            }
+            "chmod" => libc::chmod(cstr(arg(&args, 1)).as_ptr(), num(&args, 2) as u32) as i64,
+            "chown" => libc::chown(
+                cstr(arg(&args, 1)).as_ptr(),
+                num(&args, 2) as u32,
+                num(&args, 3) as u32,
+            ) as i64,
+            "setuid" => libc::setuid(num(&args, 1) as u32) as i64,
+            "setgid" => libc::setgid(num(&args, 1) as u32) as i64,
+            "ptrace-attach" => {
+                let pid = num(&args, 1) as i32;
+                let r = libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0);
+                if r == 0 {
+                    let mut status = 0;
+                    libc::waitpid(pid, &mut status, 0);
+                    libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+                }
+                r
+            }
+            "kill" => libc::kill(num(&args, 1) as i32, num(&args, 2) as i32) as i64,
+            "mount-tmpfs" => libc::mount(
+                cstr("nightjar-test").as_ptr(),
+                cstr(arg(&args, 1)).as_ptr(),
+                cstr("tmpfs").as_ptr(),
+                0,
+                std::ptr::null(),
+            ) as i64,
+            "umount" => libc::umount2(cstr(arg(&args, 1)).as_ptr(), 0) as i64,
+            // An invalid descriptor: the call is made and fails with EBADF, loading nothing.
+            "finit-module" => libc::syscall(libc::SYS_finit_module, -1, cstr("").as_ptr(), 0),
+            "bpf-next-id" => {
+                let mut attr = [0u8; 128];
+                libc::syscall(libc::SYS_bpf, 11, attr.as_mut_ptr(), attr.len())
+            }
+            "memfd" => libc::memfd_create(cstr(arg(&args, 1)).as_ptr(), 0) as i64,
+            "unshare-uts" => libc::unshare(libc::CLONE_NEWUTS) as i64,
+            "connect" => connect(arg(&args, 1)),
+            "connect-unix" => match std::os::unix::net::UnixStream::connect(arg(&args, 1)) {
+                Ok(_) => 0,
+                Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
+            },
+            // bind + listen + accept one connection, then close.
+            "serve-once" => match std::net::TcpListener::bind(arg(&args, 1)) {
+                Ok(listener) => match listener.accept() {
+                    Ok(_) => 0,
+                    Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
+                },
+                Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
+            },
+            "exit" => std::process::exit(num(&args, 1) as i32),
+            "sleep-ms" => {
+                std::thread::sleep(std::time::Duration::from_millis(num(&args, 1) as u64));
+                0
+            }
+            other => {
+                eprintln!("nj-trigger: unknown action {other:?}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let ret = if ret < 0 {
+        -i64::from(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        ret
+    };
+    println!("{ret}");
+    ExitCode::SUCCESS
+}

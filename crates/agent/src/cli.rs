@@ -1,0 +1,88 @@
+//! Command-line interface. Unknown flags exit with status 2 (clap's usage error).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nightjar",
+    version,
+    about = "eBPF runtime security and observability agent"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the BPF programs and stream events until SIGINT/SIGTERM.
+    Agent(Box<AgentArgs>),
+    /// Print what this kernel supports and which fallbacks are in use.
+    Doctor,
+    /// Run the agent while a short built-in workload runs, printing its events.
+    Demo(DemoArgs),
+    /// The demo's workload (run by `nightjar demo` as a child process).
+    #[command(hide = true)]
+    DemoWorkload,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// One JSON object per line (docs/events.md).
+    Json,
+    /// No event output (metrics only).
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// YAML configuration file (docs/config.md); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Event output format.
+    #[arg(long, value_enum)]
+    pub output: Option<OutputFormat>,
+    /// Write events to this file instead of stdout.
+    #[arg(long)]
+    pub output_file: Option<PathBuf>,
+    /// Address of the Prometheus /metrics endpoint.
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Disable the /metrics endpoint.
+    #[arg(long)]
+    pub no_metrics: bool,
+    /// Hook groups to load (process is always on): process, file, privilege, system, network.
+    #[arg(long, value_delimiter = ',')]
+    pub groups: Vec<String>,
+    /// Report opens only under these path prefixes (repeatable; "/" reports every open).
+    #[arg(long = "file-prefix")]
+    pub file_prefixes: Vec<String>,
+    /// Only output events of these types (repeatable or comma-separated).
+    #[arg(long = "type", value_delimiter = ',')]
+    pub types: Vec<String>,
+    /// Only output events of processes running this binary (path or file name).
+    #[arg(long = "binary")]
+    pub binaries: Vec<String>,
+    /// Only output events of these pids.
+    #[arg(long = "pid", value_delimiter = ',')]
+    pub pids: Vec<u32>,
+    /// Only output events from containers with this id prefix ("host" for the host).
+    #[arg(long = "container")]
+    pub containers: Vec<String>,
+    /// Ring-buffer size in bytes (power of two).
+    #[arg(long)]
+    pub ringbuf_bytes: Option<u32>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub duration: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Show every event, not only those of the demo workload.
+    #[arg(long)]
+    pub all: bool,
+}

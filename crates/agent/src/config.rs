@@ -1,0 +1,216 @@
+//! The agent's configuration: a YAML file, overridden by flags.
+//!
+//! Unknown keys are errors (`deny_unknown_fields`), so a typo never silently does nothing.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nightjar_loader::probes::DEFAULT_FILE_PREFIXES;
+use nightjar_loader::{Group, ProbeConfig};
+use serde::Deserialize;
+
+use crate::cli::{AgentArgs, OutputFormat};
+
+/// Everything the agent needs to run, after merging file and flags.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub probes: ProbeConfig,
+    pub output: OutputFormat,
+    pub output_file: Option<PathBuf>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub filter: FilterConfig,
+    pub duration: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    #[serde(default)]
+    pub types: Vec<String>,
+    #[serde(default)]
+    pub binaries: Vec<String>,
+    #[serde(default)]
+    pub pids: Vec<u32>,
+    #[serde(default)]
+    pub containers: Vec<String>,
+}
+
+/// The YAML file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    groups: Option<Vec<String>>,
+    file_prefixes: Option<Vec<String>>,
+    ringbuf_bytes: Option<u32>,
+    output: Option<String>,
+    output_file: Option<PathBuf>,
+    metrics_addr: Option<SocketAddr>,
+    #[serde(default)]
+    filter: FilterConfig,
+}
+
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
+
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_yaml::from_str(&text).with_context(|| format!("in {}", path.display()))
+}
+
+fn parse_groups(names: &[String]) -> Result<Vec<Group>> {
+    names
+        .iter()
+        .map(|n| {
+            Group::parse(n.trim()).with_context(|| {
+                let known: Vec<_> = Group::ALL.iter().map(|g| g.name()).collect();
+                format!("unknown group {n:?}; known groups: {}", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+impl AgentConfig {
+    pub fn from_args(args: &AgentArgs) -> Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut probes = ProbeConfig::default();
+        let groups = if !args.groups.is_empty() {
+            Some(args.groups.clone())
+        } else {
+            file.groups.clone()
+        };
+        if let Some(groups) = groups {
+            probes.groups = parse_groups(&groups)?.into_iter().collect();
+            probes.groups.insert(Group::Process);
+        }
+        let prefixes = if !args.file_prefixes.is_empty() {
+            args.file_prefixes.clone()
+        } else {
+            file.file_prefixes.clone().unwrap_or_else(|| {
+                DEFAULT_FILE_PREFIXES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            })
+        };
+        // "/" means every open: no in-kernel filter at all (cheaper than a trie lookup).
+        probes.file_prefixes = if prefixes.iter().any(|p| p == "/") {
+            Vec::new()
+        } else {
+            prefixes
+        };
+        if let Some(bytes) = args.ringbuf_bytes.or(file.ringbuf_bytes) {
+            probes.ringbuf_bytes = bytes;
+        }
+        let output = match (args.output, file.output.as_deref()) {
+            (Some(o), _) => o,
+            (None, None | Some("json")) => OutputFormat::Json,
+            (None, Some("none")) => OutputFormat::None,
+            (None, Some(other)) => bail!("unknown output {other:?}; expected json or none"),
+        };
+        let metrics_addr = if args.no_metrics {
+            None
+        } else {
+            Some(
+                args.metrics_addr
+                    .or(file.metrics_addr)
+                    .unwrap_or_else(|| DEFAULT_METRICS_ADDR.parse().expect("valid default")),
+            )
+        };
+        let mut filter = file.filter;
+        filter.types.extend(args.types.iter().cloned());
+        filter.binaries.extend(args.binaries.iter().cloned());
+        filter.pids.extend(args.pids.iter().copied());
+        filter.containers.extend(args.containers.iter().cloned());
+        Ok(Self {
+            probes,
+            output,
+            output_file: args.output_file.clone().or(file.output_file),
+            metrics_addr,
+            filter,
+            duration: args.duration.map(std::time::Duration::from_secs),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn args(argv: &[&str]) -> AgentArgs {
+        let mut full = vec!["nightjar", "agent"];
+        full.extend_from_slice(argv);
+        match Cli::try_parse_from(full).unwrap().command {
+            Command::Agent(a) => *a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = AgentConfig::from_args(&args(&[])).unwrap();
+        assert_eq!(c.output, OutputFormat::Json);
+        assert_eq!(c.probes.groups.len(), Group::ALL.len());
+        assert!(c.probes.file_prefixes.contains(&"/etc/".to_string()));
+        assert_eq!(c.metrics_addr, Some(DEFAULT_METRICS_ADDR.parse().unwrap()));
+    }
+
+    #[test]
+    fn root_prefix_means_every_open() {
+        let c = AgentConfig::from_args(&args(&["--file-prefix", "/"])).unwrap();
+        assert!(c.probes.file_prefixes.is_empty());
+    }
+
+    #[test]
+    fn unknown_flag_is_a_usage_error() {
+        let err = Cli::try_parse_from(["nightjar", "agent", "--bogus"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn unknown_config_key_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "groups: [file]\nfile_prefixs: [/etc/]\n").unwrap();
+        let err = AgentConfig::from_args(&args(&["--config", path.to_str().unwrap()])).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("file_prefixs"), "{text}");
+        assert!(text.contains("c.yaml"), "{text}");
+    }
+
+    #[test]
+    fn config_file_and_flags_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "groups: [file]\nfilter:\n  types: [file_open]\nmetrics_addr: 127.0.0.1:9999\n",
+        )
+        .unwrap();
+        let c = AgentConfig::from_args(&args(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--type",
+            "process_exec",
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.probes.groups.iter().copied().collect::<Vec<_>>(),
+            vec![Group::Process, Group::File]
+        );
+        assert_eq!(c.filter.types, vec!["file_open", "process_exec"]);
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:9999".parse().unwrap()));
+    }
+
+    #[test]
+    fn unknown_group_is_an_error() {
+        let err = AgentConfig::from_args(&args(&["--groups", "file,netwrk"])).unwrap_err();
+        assert!(err.to_string().contains("netwrk"));
+    }
+}

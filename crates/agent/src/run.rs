@@ -1,0 +1,178 @@
+//! The agent's runtime: load, wire source -> transforms -> sinks, run until told to stop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use nightjar_core::filter::EventFilter;
+use nightjar_core::pipeline::{Pipeline, Transform};
+use nightjar_core::telemetry::Telemetry;
+use nightjar_core::time::BootClock;
+use nightjar_core::Event;
+use nightjar_enrich::{Enricher, EnricherConfig};
+use nightjar_export::JsonLinesSink;
+use nightjar_loader::convert::Converter;
+use nightjar_loader::KernelProbes;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+
+use crate::cli::OutputFormat;
+use crate::config::AgentConfig;
+
+/// Batches waiting between the ring-buffer drain and the pipeline.
+const QUEUE_BATCHES: usize = 64;
+
+/// How often kernel loss counters and cache sizes are published.
+const TELEMETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Enrichment as a pipeline stage.
+struct EnrichTransform {
+    enricher: Enricher,
+    started: Instant,
+    telemetry: Arc<Telemetry>,
+}
+
+impl Transform for EnrichTransform {
+    fn name(&self) -> &'static str {
+        "enrich"
+    }
+
+    fn apply(&mut self, event: &mut Event) -> bool {
+        self.enricher.enrich(event, self.started.elapsed());
+        true
+    }
+
+    fn end_batch(&mut self) {
+        self.enricher.processes_mut().reap(self.started.elapsed());
+        let processes = self.enricher.processes().len();
+        let cgroups = self.enricher.cgroups().stats().cached;
+        self.telemetry.process_cache_size.set(processes as i64);
+        self.telemetry.cgroup_cache_size.set(cgroups as i64);
+    }
+}
+
+fn node_name() -> Arc<str> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| Arc::from(s.trim()))
+        .unwrap_or_else(|_| Arc::from("unknown"))
+}
+
+/// Runs the agent until SIGINT/SIGTERM (or the configured duration), then detaches.
+pub async fn run_agent(config: AgentConfig) -> Result<()> {
+    run_agent_with(config, RunHooks::default()).await
+}
+
+/// Extra wiring for embedders such as the demo: a readiness signal, an external stop, and
+/// a cgroup filter on the output.
+#[derive(Debug, Default)]
+pub struct RunHooks {
+    pub ready: Option<tokio::sync::oneshot::Sender<()>>,
+    pub stop: Option<tokio::sync::oneshot::Receiver<()>>,
+    pub cgroup_ids: Vec<u64>,
+}
+
+pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<()> {
+    let telemetry = Arc::new(Telemetry::new());
+    let filter = EventFilter::new(
+        &config.filter.types,
+        &config.filter.binaries,
+        &config.filter.pids,
+        &config.filter.containers,
+    )?
+    .with_cgroup_ids(hooks.cgroup_ids.iter().copied());
+    let mut pipeline = Pipeline::new(telemetry.clone());
+    match config.output {
+        OutputFormat::Json => {
+            let sink = match &config.output_file {
+                Some(path) => JsonLinesSink::file(path)
+                    .with_context(|| format!("opening {}", path.display()))?,
+                None => JsonLinesSink::stdout(),
+            };
+            pipeline = pipeline.sink(filter, Box::new(sink));
+        }
+        OutputFormat::None => {}
+    }
+
+    let mut probes = KernelProbes::load(&config.probes)?;
+    telemetry
+        .programs_attached
+        .set(probes.attached().len() as i64);
+    telemetry
+        .ringbuf_bytes
+        .set(i64::from(config.probes.ringbuf_bytes));
+    for failure in probes.failures() {
+        tracing::warn!(program = %failure.program, hook = %failure.hook, error = %failure.error, "Hook unavailable");
+    }
+    let ring = probes.take_ring_buffer()?;
+    let mut counters = probes.take_counters()?;
+
+    // Seed after attaching: a process is either in /proc now or its exec comes as an event.
+    let started = Instant::now();
+    let mut enrich_config = EnricherConfig::default();
+    // Walk on the first miss of every new cgroup id: a short-lived process in a new cgroup
+    // is gone before /proc can tell us its path. The negative cache keeps repeats free.
+    enrich_config.cgroups.rescan_interval = Duration::ZERO;
+    let mut enricher = Enricher::from_system(enrich_config).context("setting up enrichment")?;
+    let seeded = enricher
+        .seed_from_procfs(std::path::Path::new("/proc"))
+        .context("reading /proc")?;
+    tracing::info!(processes = seeded, "Process cache seeded from /proc");
+    pipeline = pipeline.transform(Box::new(EnrichTransform {
+        enricher,
+        started,
+        telemetry: telemetry.clone(),
+    }));
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if let Some(addr) = config.metrics_addr {
+        let (bound, _server) =
+            nightjar_export::prometheus::serve(addr, telemetry.clone(), shutdown_rx.clone())
+                .await
+                .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+        tracing::info!(%bound, "Serving /metrics");
+    }
+
+    let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+    let converter = Converter::new(BootClock::now(), node_name());
+    let drain = tokio::spawn(nightjar_loader::ringbuf::drain(
+        ring,
+        converter,
+        tx,
+        telemetry.clone(),
+        shutdown_rx.clone(),
+    ));
+    let pipeline_task = tokio::spawn(pipeline.run(rx));
+    tracing::info!(
+        programs = probes.attached().len(),
+        unavailable = probes.failures().len(),
+        "Nightjar agent ready"
+    );
+
+    if let Some(ready) = hooks.ready.take() {
+        let _ = ready.send(());
+    }
+    let mut stop = hooks.stop.take();
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut tick = tokio::time::interval(TELEMETRY_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => break,
+            _ = async { stop.as_mut().expect("guarded by is_some").await }, if stop.is_some() => break,
+            _ = tick.tick() => counters.report(&telemetry),
+        }
+    }
+
+    tracing::info!("Stopping: detaching programs");
+    // Detach first so no new events arrive, then deliver what the ring buffer still holds.
+    drop(probes);
+    let _ = shutdown_tx.send(true);
+    drain.await.context("ring-buffer drain task")??;
+    pipeline_task.await.context("pipeline task")?;
+    counters.report(&telemetry);
+    tracing::info!("Nightjar agent stopped");
+    Ok(())
+}

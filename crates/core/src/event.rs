@@ -1,0 +1,351 @@
+//! The domain event: what Nightjar saw, who did it, and where it ran.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// One observation, enriched as far as the pipeline could.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Wall-clock time of the event, RFC 3339 with nanoseconds.
+    pub time: String,
+    /// Nanoseconds since boot (suspend included), as the kernel stamped it.
+    pub ktime_ns: u64,
+    /// Host name of the node the agent runs on.
+    pub node: Arc<str>,
+    /// Process (thread-group) id and thread id of the task that caused the event.
+    pub pid: u32,
+    pub tid: u32,
+    /// cgroup v2 id of that task.
+    pub cgroup_id: u64,
+    /// Truncation and read-failure markers carried from the kernel.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<&'static str>,
+    /// The process, from the process cache (set by enrichment).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<Arc<ProcessInfo>>,
+    /// Its parent, from the process cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Arc<ProcessInfo>>,
+    /// Pids of the ancestors above the parent, nearest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<u32>,
+    /// Where the process runs: a container, or the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<Arc<ContainerInfo>>,
+    /// What happened.
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+impl Event {
+    /// The event's type name as it appears in JSON (`"process_exec"`, `"file_open"`...).
+    pub fn type_name(&self) -> &'static str {
+        self.body.type_name()
+    }
+}
+
+/// A process as the cache knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    /// Start time in ns since boot; with pid, identifies the process across pid reuse.
+    pub start_time_ns: u64,
+    pub binary: String,
+    pub args: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub args_truncated: bool,
+    pub cwd: String,
+    pub comm: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    /// Login uid (audit); `None` when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auid: Option<u32>,
+    pub cgroup_id: u64,
+    /// True when the entry was read from /proc at start rather than seen at exec.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub from_procfs: bool,
+}
+
+/// Where a task runs, derived from its cgroup path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerInfo {
+    /// Container id (64 hex for containerd, CRI-O and docker); `None` on the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub runtime: Runtime,
+    /// Kubernetes pod UID when the cgroup path carries it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    /// systemd unit (`nginx.service`, `session-3.scope`) for host processes under systemd.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// The cgroup v2 path, relative to the cgroup2 mount.
+    pub cgroup: String,
+}
+
+/// Container runtime, or the host itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Runtime {
+    Host,
+    Containerd,
+    CriO,
+    Docker,
+    Podman,
+    /// A container whose runtime the path does not name (e.g. a bare `kubepods/.../<id>`).
+    Unknown,
+}
+
+/// Result of a syscall: its name, return value and, on failure, the errno name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyscallResult {
+    pub syscall: &'static str,
+    pub ret: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+}
+
+/// What an exec record carries; becomes the process's [`ProcessInfo`] in enrichment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecData {
+    pub info: ProcessInfo,
+    pub suid: u32,
+    pub sgid: u32,
+    pub cap_effective: u64,
+    pub cap_permitted: u64,
+}
+
+/// A socket address as reported in events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "family", rename_all = "snake_case")]
+pub enum SockAddr {
+    Inet {
+        addr: IpAddr,
+        port: u16,
+    },
+    Inet6 {
+        addr: IpAddr,
+        port: u16,
+        #[serde(skip_serializing_if = "is_zero")]
+        scope_id: u32,
+    },
+    Unix {
+        path: String,
+    },
+    Other {
+        family_id: u16,
+    },
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+/// The kind-specific part of an event. Serialised flat, with `type` naming the variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventBody {
+    /// A process replaced its image; the new image is in [`Event::process`].
+    ProcessExec {
+        #[serde(skip)]
+        exec: Box<ExecData>,
+        cap_effective: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        setuid_from: Option<u32>,
+    },
+    /// A process created a new process (threads are not reported).
+    ProcessFork {
+        child_pid: u32,
+        child_start_time_ns: u64,
+    },
+    /// The last thread of a process exited.
+    ProcessExit {
+        /// exit(2) status when the process exited normally.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        /// Name of the signal that killed it (`SIGKILL`), if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        signal: Option<&'static str>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        core_dumped: bool,
+        #[serde(skip)]
+        start_time_ns: u64,
+    },
+    FileOpen {
+        #[serde(flatten)]
+        result: SyscallResult,
+        path: String,
+        flags: Vec<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mode: Option<u32>,
+    },
+    FileUnlink {
+        #[serde(flatten)]
+        result: SyscallResult,
+        path: String,
+    },
+    FileRename {
+        #[serde(flatten)]
+        result: SyscallResult,
+        path: String,
+        new_path: String,
+    },
+    FileChmod {
+        #[serde(flatten)]
+        result: SyscallResult,
+        path: String,
+        mode: u32,
+    },
+    FileChown {
+        #[serde(flatten)]
+        result: SyscallResult,
+        path: String,
+        /// `None` when the call leaves it unchanged (-1).
+        uid: Option<u32>,
+        gid: Option<u32>,
+    },
+    /// set*uid/set*gid/capset; ids left unchanged (-1) are `None`.
+    CredChange {
+        #[serde(flatten)]
+        result: SyscallResult,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        ids: Vec<Option<u32>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cap_effective: Option<String>,
+    },
+    Ptrace {
+        #[serde(flatten)]
+        result: SyscallResult,
+        request: &'static str,
+        target_pid: i32,
+    },
+    Kill {
+        #[serde(flatten)]
+        result: SyscallResult,
+        target_pid: i32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        target_tid: Option<i32>,
+        signal: &'static str,
+    },
+    Mount {
+        #[serde(flatten)]
+        result: SyscallResult,
+        source: String,
+        target: String,
+        flags: u64,
+    },
+    Umount {
+        #[serde(flatten)]
+        result: SyscallResult,
+        target: String,
+        flags: u64,
+    },
+    ModuleLoad {
+        #[serde(flatten)]
+        result: SyscallResult,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fd: Option<i32>,
+        params: String,
+    },
+    Bpf {
+        #[serde(flatten)]
+        result: SyscallResult,
+        command: &'static str,
+    },
+    MemfdCreate {
+        #[serde(flatten)]
+        result: SyscallResult,
+        name: String,
+        flags: u64,
+    },
+    Namespace {
+        #[serde(flatten)]
+        result: SyscallResult,
+        namespaces: Vec<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fd: Option<i32>,
+    },
+    SockConnect(SockOp),
+    SockAccept(SockOp),
+    SockBind(SockOp),
+    SockListen(SockOp),
+}
+
+/// A socket syscall with the addresses involved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SockOp {
+    #[serde(flatten)]
+    pub result: SyscallResult,
+    pub fd: i32,
+    /// `stream`, `dgram`, `raw`, `seqpacket`...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sock_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<SockAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<SockAddr>,
+    /// listen backlog.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<u32>,
+}
+
+impl EventBody {
+    /// Every type name, in the order of the kind numbers; used to validate filters.
+    pub const TYPE_NAMES: &'static [&'static str] = &[
+        "process_exec",
+        "process_fork",
+        "process_exit",
+        "file_open",
+        "file_unlink",
+        "file_rename",
+        "file_chmod",
+        "file_chown",
+        "cred_change",
+        "ptrace",
+        "kill",
+        "mount",
+        "umount",
+        "module_load",
+        "bpf",
+        "memfd_create",
+        "namespace",
+        "sock_connect",
+        "sock_accept",
+        "sock_bind",
+        "sock_listen",
+    ];
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventBody::ProcessExec { .. } => "process_exec",
+            EventBody::ProcessFork { .. } => "process_fork",
+            EventBody::ProcessExit { .. } => "process_exit",
+            EventBody::FileOpen { .. } => "file_open",
+            EventBody::FileUnlink { .. } => "file_unlink",
+            EventBody::FileRename { .. } => "file_rename",
+            EventBody::FileChmod { .. } => "file_chmod",
+            EventBody::FileChown { .. } => "file_chown",
+            EventBody::CredChange { .. } => "cred_change",
+            EventBody::Ptrace { .. } => "ptrace",
+            EventBody::Kill { .. } => "kill",
+            EventBody::Mount { .. } => "mount",
+            EventBody::Umount { .. } => "umount",
+            EventBody::ModuleLoad { .. } => "module_load",
+            EventBody::Bpf { .. } => "bpf",
+            EventBody::MemfdCreate { .. } => "memfd_create",
+            EventBody::Namespace { .. } => "namespace",
+            EventBody::SockConnect(_) => "sock_connect",
+            EventBody::SockAccept(_) => "sock_accept",
+            EventBody::SockBind(_) => "sock_bind",
+            EventBody::SockListen(_) => "sock_listen",
+        }
+    }
+}

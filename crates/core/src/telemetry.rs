@@ -1,0 +1,183 @@
+//! The agent's own metrics: events by type, losses by reason, decode errors, cache sizes.
+//!
+//! Every stage reports here; the Prometheus sink renders the registry. Losses are never
+//! silent: each place that can drop an event has a reason label of its own.
+
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabel {
+    pub r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindReasonLabel {
+    pub r#type: &'static str,
+    pub reason: &'static str,
+}
+
+/// Why an event was lost. Kernel-side reasons come from the BPF error map.
+pub mod loss {
+    /// The BPF ring buffer was full when the kernel tried to write.
+    pub const RINGBUF_FULL: &str = "ringbuf_full";
+    /// The syscall enter->exit map was full, so the exit had nothing to pair with.
+    pub const PENDING_FULL: &str = "pending_full";
+    /// A syscall exit found no saved enter (evicted from the LRU, or attached mid-call).
+    pub const PENDING_MISSING: &str = "pending_missing";
+    /// A ring-buffer record could not be decoded.
+    pub const DECODE_ERROR: &str = "decode_error";
+    /// A sink's bounded queue was full.
+    pub const SINK_QUEUE_FULL: &str = "sink_queue_full";
+}
+
+/// Shared metrics of one agent. Cheap to update from any task.
+#[derive(Debug)]
+pub struct Telemetry {
+    registry: Mutex<Registry>,
+    pub events: Family<TypeLabel, Counter>,
+    pub lost: Family<ReasonLabel, Counter>,
+    pub lost_by_type: Family<KindReasonLabel, Counter>,
+    pub decode_errors: Family<ReasonLabel, Counter>,
+    pub kernel_read_failures: Counter,
+    pub process_cache_size: Gauge,
+    pub cgroup_cache_size: Gauge,
+    pub ringbuf_bytes: Gauge<i64, AtomicI64>,
+    pub programs_attached: Gauge,
+    pub sink_write_errors: Family<ReasonLabel, Counter<u64, AtomicU64>>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let t = Self {
+            registry: Mutex::new(Registry::with_prefix("nightjar")),
+            events: Family::default(),
+            lost: Family::default(),
+            lost_by_type: Family::default(),
+            decode_errors: Family::default(),
+            kernel_read_failures: Counter::default(),
+            process_cache_size: Gauge::default(),
+            cgroup_cache_size: Gauge::default(),
+            ringbuf_bytes: Gauge::default(),
+            programs_attached: Gauge::default(),
+            sink_write_errors: Family::default(),
+        };
+        {
+            let mut r = t.registry.lock().unwrap_or_else(|e| e.into_inner());
+            r.register("events", "Events emitted, by type", t.events.clone());
+            r.register(
+                "lost_events",
+                "Events lost, by reason (kernel ring buffer, syscall pairing, decoding, sink queues)",
+                t.lost.clone(),
+            );
+            r.register(
+                "lost_events_by_type",
+                "Events lost in the kernel, by event type and reason",
+                t.lost_by_type.clone(),
+            );
+            r.register(
+                "decode_errors",
+                "Ring-buffer records that could not be decoded, by error",
+                t.decode_errors.clone(),
+            );
+            r.register(
+                "kernel_read_failures",
+                "bpf_probe_read failures in the kernel (event sent with a read_failed flag)",
+                t.kernel_read_failures.clone(),
+            );
+            r.register(
+                "process_cache_entries",
+                "Processes in the process cache",
+                t.process_cache_size.clone(),
+            );
+            r.register(
+                "cgroup_cache_entries",
+                "cgroups in the cgroup id -> path cache",
+                t.cgroup_cache_size.clone(),
+            );
+            r.register(
+                "ringbuf_size_bytes",
+                "Size of the BPF ring buffer",
+                t.ringbuf_bytes.clone(),
+            );
+            r.register(
+                "programs_attached",
+                "BPF programs attached",
+                t.programs_attached.clone(),
+            );
+            r.register(
+                "sink_write_errors",
+                "Errors writing to a sink, by sink",
+                t.sink_write_errors.clone(),
+            );
+        }
+        t
+    }
+
+    pub fn count_event(&self, type_name: &'static str) {
+        self.events
+            .get_or_create(&TypeLabel { r#type: type_name })
+            .inc();
+    }
+
+    pub fn count_lost(&self, reason: &'static str, n: u64) {
+        if n > 0 {
+            self.lost.get_or_create(&ReasonLabel { reason }).inc_by(n);
+        }
+    }
+
+    /// Renders the registry in the Prometheus/OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+
+    /// Total of a lost-events reason so far (tests and the benchmark read this).
+    pub fn lost_total(&self, reason: &'static str) -> u64 {
+        self.lost.get_or_create(&ReasonLabel { reason }).get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_labels() {
+        let t = Telemetry::new();
+        t.count_event("file_open");
+        t.count_event("file_open");
+        t.count_lost(loss::RINGBUF_FULL, 3);
+        t.count_lost(loss::DECODE_ERROR, 0);
+        let text = t.encode();
+        assert!(
+            text.contains("nightjar_events_total{type=\"file_open\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("nightjar_lost_events_total{reason=\"ringbuf_full\"} 3"),
+            "{text}"
+        );
+        assert_eq!(t.lost_total(loss::RINGBUF_FULL), 3);
+    }
+}

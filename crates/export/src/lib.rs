@@ -1,0 +1,6 @@
+//! Sinks: where finished events go.
+
+pub mod json;
+pub mod prometheus;
+
+pub use json::JsonLinesSink;

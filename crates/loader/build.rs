@@ -1,0 +1,138 @@
+//! Builds the BPF C programs under bpf/ with clang and links them into one object.
+//!
+//! Each hook family (bpf/<family>/<hook>.bpf.c) compiles on its own; `bpftool gen object`
+//! then links them so they share one ring buffer and one set of counters. The linked objects
+//! are embedded in the binary and also copied to `target/bpf/` for inspection (docs/bpf.md).
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Hook families linked into nightjar.bpf.o, in link order.
+const FAMILIES: &[&str] = &[
+    "process/process",
+    "file/file",
+    "sys/privilege",
+    "sys/system",
+    "net/socket",
+];
+
+/// Standalone objects: loaded one by one (feature probes may fail to load on some kernels).
+const STANDALONE: &[&str] = &["probe/features"];
+
+fn main() {
+    let root = Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap())
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root");
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let bpf = root.join("bpf");
+    println!("cargo:rerun-if-changed={}", bpf.display());
+
+    let clang = find_clang();
+    let bpftool = find_tool(&["bpftool", "/usr/sbin/bpftool"])
+        .unwrap_or_else(|| fail("bpftool not found: apt-get install -y bpftool"));
+
+    let mut linked_inputs = Vec::new();
+    for family in FAMILIES.iter().chain(STANDALONE) {
+        let src = bpf.join(format!("{family}.bpf.c"));
+        let name = Path::new(family)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let obj = out.join(format!("{name}.unlinked.o"));
+        compile(&clang, &bpf, &src, &obj);
+        if FAMILIES.contains(family) {
+            linked_inputs.push(obj);
+        } else {
+            link(&bpftool, &out.join(format!("{name}.bpf.o")), &[obj]);
+        }
+    }
+    link(&bpftool, &out.join("nightjar.bpf.o"), &linked_inputs);
+
+    // A copy where people can find it: target/bpf/*.bpf.o.
+    let target_dir = env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let inspect = target_dir.join("bpf");
+    let _ = std::fs::create_dir_all(&inspect);
+    for name in ["nightjar.bpf.o", "features.bpf.o"] {
+        let _ = std::fs::copy(out.join(name), inspect.join(name));
+    }
+}
+
+fn compile(clang: &str, bpf: &Path, src: &Path, obj: &Path) {
+    let status = Command::new(clang)
+        .args([
+            "-target", "bpf", "-O2", "-g", "-mcpu=v3", "-Wall", "-Werror",
+        ])
+        .arg("-D__TARGET_ARCH_x86")
+        .arg(format!("-I{}", bpf.join("include/vmlinux/x86").display()))
+        .arg(format!("-I{}", bpf.join("include").display()))
+        .arg(format!("-I{}", bpf.join("lib").display()))
+        .arg("-c")
+        .arg(src)
+        .arg("-o")
+        .arg(obj)
+        .status()
+        .unwrap_or_else(|e| fail(&format!("running {clang}: {e}")));
+    if !status.success() {
+        fail(&format!("{clang} failed on {}", src.display()));
+    }
+}
+
+fn link(bpftool: &str, out: &Path, inputs: &[PathBuf]) {
+    let _ = std::fs::remove_file(out);
+    let status = Command::new(bpftool)
+        .args(["gen", "object"])
+        .arg(out)
+        .args(inputs)
+        .status()
+        .unwrap_or_else(|e| fail(&format!("running {bpftool}: {e}")));
+    if !status.success() {
+        fail(&format!("bpftool gen object failed for {}", out.display()));
+    }
+}
+
+/// clang-19 if present, else the newest clang >= 14, else a clear message naming the packages.
+fn find_clang() -> String {
+    if let Ok(clang) = env::var("NIGHTJAR_CLANG") {
+        return clang;
+    }
+    let mut candidates: Vec<String> = vec!["clang-19".into()];
+    candidates.extend((14..=30).rev().map(|v| format!("clang-{v}")));
+    candidates.push("clang".into());
+    for candidate in candidates {
+        if let Some(version) = clang_major(&candidate) {
+            if version >= 14 {
+                return candidate;
+            }
+        }
+    }
+    fail("no clang >= 14 found to build the BPF programs: apt-get install -y clang-19 llvm-19 libbpf-dev bpftool")
+}
+
+fn clang_major(clang: &str) -> Option<u32> {
+    let output = Command::new(clang).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let after = text.split("version ").nth(1)?;
+    after.split('.').next()?.trim().parse().ok()
+}
+
+fn find_tool(candidates: &[&str]) -> Option<String> {
+    candidates
+        .iter()
+        .find(|c| {
+            Command::new(c)
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|c| c.to_string())
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("error: {message}");
+    panic!("{message}");
+}

@@ -1,0 +1,418 @@
+//! Raw ABI records to domain [`Event`]s. The only place that knows both layouts.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use nightjar_abi::*;
+use nightjar_core::time::BootClock;
+use nightjar_core::*;
+
+use crate::names::*;
+
+/// Why a record did not become an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConvertError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("syscall id {0} is unknown for its record kind")]
+    UnknownSyscall(u32),
+}
+
+impl ConvertError {
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ConvertError::Decode(DecodeError::ShortHeader { .. }) => "short_header",
+            ConvertError::Decode(DecodeError::UnknownKind { .. }) => "unknown_kind",
+            ConvertError::Decode(DecodeError::BadSize { .. }) => "bad_size",
+            ConvertError::Decode(DecodeError::SizeMismatch { .. }) => "size_mismatch",
+            ConvertError::UnknownSyscall(_) => "unknown_syscall",
+        }
+    }
+}
+
+/// The JSON type name of an ABI kind number.
+pub fn kind_type_name(kind: u32) -> Option<&'static str> {
+    Some(match kind {
+        NJ_KIND_PROCESS_EXEC => "process_exec",
+        NJ_KIND_PROCESS_FORK => "process_fork",
+        NJ_KIND_PROCESS_EXIT => "process_exit",
+        NJ_KIND_FILE_OPEN => "file_open",
+        NJ_KIND_FILE_UNLINK => "file_unlink",
+        NJ_KIND_FILE_RENAME => "file_rename",
+        NJ_KIND_FILE_CHMOD => "file_chmod",
+        NJ_KIND_FILE_CHOWN => "file_chown",
+        NJ_KIND_CRED_CHANGE => "cred_change",
+        NJ_KIND_PTRACE => "ptrace",
+        NJ_KIND_KILL => "kill",
+        NJ_KIND_MOUNT => "mount",
+        NJ_KIND_UMOUNT => "umount",
+        NJ_KIND_MODULE_LOAD => "module_load",
+        NJ_KIND_BPF => "bpf",
+        NJ_KIND_MEMFD_CREATE => "memfd_create",
+        NJ_KIND_NAMESPACE => "namespace",
+        NJ_KIND_SOCK_CONNECT => "sock_connect",
+        NJ_KIND_SOCK_ACCEPT => "sock_accept",
+        NJ_KIND_SOCK_BIND => "sock_bind",
+        NJ_KIND_SOCK_LISTEN => "sock_listen",
+        _ => return None,
+    })
+}
+
+/// Converts records, stamping them with wall-clock time and the node name.
+#[derive(Debug, Clone)]
+pub struct Converter {
+    clock: BootClock,
+    node: Arc<str>,
+}
+
+fn bytes(field: &[core::ffi::c_char]) -> &[u8] {
+    // SAFETY: c_char and u8 have the same size and alignment; any byte is a valid u8.
+    unsafe { core::slice::from_raw_parts(field.as_ptr().cast::<u8>(), field.len()) }
+}
+
+fn string(field: &[core::ffi::c_char]) -> String {
+    c_string_lossy(bytes(field))
+}
+
+fn flag_names(flags: u32) -> Vec<&'static str> {
+    const NAMES: &[(u32, &str)] = &[
+        (NJ_FLAG_ARGS_TRUNCATED, "args_truncated"),
+        (NJ_FLAG_PATH_TRUNCATED, "path_truncated"),
+        (NJ_FLAG_PATH2_TRUNCATED, "path2_truncated"),
+        (NJ_FLAG_READ_FAILED, "read_failed"),
+        (NJ_FLAG_PATH_AS_PASSED, "path_as_passed"),
+    ];
+    NAMES
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, name)| *name)
+        .collect()
+}
+
+fn result(syscall: &'static str, ret: i64) -> SyscallResult {
+    SyscallResult {
+        syscall,
+        ret,
+        error: (ret < 0).then(|| errno_name(-ret)),
+    }
+}
+
+/// A uid/gid argument where -1 (as u32) means "unchanged".
+fn id_arg(v: u64) -> Option<u32> {
+    let id = v as u32;
+    (id != u32::MAX).then_some(id)
+}
+
+fn syscall_name(id: u32) -> Option<&'static str> {
+    Some(match id {
+        NJ_SYS_OPEN => "open",
+        NJ_SYS_OPENAT => "openat",
+        NJ_SYS_OPENAT2 => "openat2",
+        NJ_SYS_UNLINK => "unlink",
+        NJ_SYS_UNLINKAT => "unlinkat",
+        NJ_SYS_RMDIR => "rmdir",
+        NJ_SYS_RENAME => "rename",
+        NJ_SYS_RENAMEAT => "renameat",
+        NJ_SYS_RENAMEAT2 => "renameat2",
+        NJ_SYS_CHMOD => "chmod",
+        NJ_SYS_FCHMODAT => "fchmodat",
+        NJ_SYS_FCHMOD => "fchmod",
+        NJ_SYS_CHOWN => "chown",
+        NJ_SYS_LCHOWN => "lchown",
+        NJ_SYS_FCHOWNAT => "fchownat",
+        NJ_SYS_FCHOWN => "fchown",
+        NJ_SYS_SETUID => "setuid",
+        NJ_SYS_SETGID => "setgid",
+        NJ_SYS_SETREUID => "setreuid",
+        NJ_SYS_SETREGID => "setregid",
+        NJ_SYS_SETRESUID => "setresuid",
+        NJ_SYS_SETRESGID => "setresgid",
+        NJ_SYS_CAPSET => "capset",
+        NJ_SYS_PTRACE => "ptrace",
+        NJ_SYS_KILL => "kill",
+        NJ_SYS_TKILL => "tkill",
+        NJ_SYS_TGKILL => "tgkill",
+        NJ_SYS_MOUNT => "mount",
+        NJ_SYS_UMOUNT2 => "umount2",
+        NJ_SYS_INIT_MODULE => "init_module",
+        NJ_SYS_FINIT_MODULE => "finit_module",
+        NJ_SYS_BPF => "bpf",
+        NJ_SYS_MEMFD_CREATE => "memfd_create",
+        NJ_SYS_SETNS => "setns",
+        NJ_SYS_UNSHARE => "unshare",
+        NJ_SYS_CONNECT => "connect",
+        NJ_SYS_ACCEPT => "accept",
+        NJ_SYS_ACCEPT4 => "accept4",
+        NJ_SYS_BIND => "bind",
+        NJ_SYS_LISTEN => "listen",
+        _ => return None,
+    })
+}
+
+fn sockaddr(addr: &nj_sockaddr) -> Option<SockAddr> {
+    match u32::from(addr.family) {
+        0 => None,
+        NJ_AF_INET => {
+            let [a, b, c, d, ..] = addr.addr;
+            Some(SockAddr::Inet {
+                addr: IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
+                port: addr.port,
+            })
+        }
+        NJ_AF_INET6 => Some(SockAddr::Inet6 {
+            addr: IpAddr::V6(Ipv6Addr::from(addr.addr)),
+            port: addr.port,
+            scope_id: addr.scope_id,
+        }),
+        NJ_AF_UNIX => {
+            let raw = bytes(&addr.unix_path);
+            // Abstract names start with NUL; show them with a leading '@' as ss(8) does.
+            let path = match raw.first() {
+                Some(0) if raw.get(1).is_some_and(|&b| b != 0) => {
+                    format!("@{}", c_string_lossy(&raw[1..]))
+                }
+                _ => c_string_lossy(raw),
+            };
+            Some(SockAddr::Unix { path })
+        }
+        family => Some(SockAddr::Other {
+            family_id: family as u16,
+        }),
+    }
+}
+
+impl Converter {
+    pub fn new(clock: BootClock, node: Arc<str>) -> Self {
+        Self { clock, node }
+    }
+
+    pub fn convert(&mut self, raw: &[u8]) -> Result<Event, ConvertError> {
+        let record = decode(raw)?;
+        let hdr = *record.header();
+        let body = match record {
+            RawRecord::Exec(ev) => exec_body(&ev),
+            RawRecord::Fork(ev) => EventBody::ProcessFork {
+                child_pid: ev.child_tgid,
+                child_start_time_ns: ev.child_start_time_ns,
+            },
+            RawRecord::Exit(ev) => exit_body(&ev),
+            RawRecord::Syscall(ev) => syscall_body(&ev)?,
+            RawRecord::Sock(ev) => sock_body(&ev)?,
+        };
+        Ok(Event {
+            time: self.clock.rfc3339(hdr.ktime_ns),
+            ktime_ns: hdr.ktime_ns,
+            node: self.node.clone(),
+            pid: hdr.tgid,
+            tid: hdr.pid,
+            cgroup_id: hdr.cgroup_id,
+            flags: flag_names(hdr.flags),
+            process: None,
+            parent: None,
+            ancestors: Vec::new(),
+            container: None,
+            body,
+        })
+    }
+}
+
+fn exec_body(ev: &nj_exec_event) -> EventBody {
+    let args_len = (ev.args_len as usize).min(ev.args.len());
+    let info = ProcessInfo {
+        pid: ev.hdr.tgid,
+        ppid: ev.ppid,
+        start_time_ns: ev.start_time_ns,
+        binary: string(&ev.binary),
+        args: split_args(&bytes(&ev.args)[..args_len]),
+        args_truncated: ev.hdr.flags & NJ_FLAG_ARGS_TRUNCATED != 0,
+        cwd: string(&ev.cwd),
+        comm: string(&ev.comm),
+        uid: ev.creds.uid,
+        gid: ev.creds.gid,
+        euid: ev.creds.euid,
+        egid: ev.creds.egid,
+        auid: (ev.creds.auid != u32::MAX).then_some(ev.creds.auid),
+        cgroup_id: ev.hdr.cgroup_id,
+        from_procfs: false,
+    };
+    EventBody::ProcessExec {
+        cap_effective: format!("{:#x}", ev.cap_effective),
+        setuid_from: None,
+        exec: Box::new(ExecData {
+            info,
+            suid: ev.creds.suid,
+            sgid: ev.creds.sgid,
+            cap_effective: ev.cap_effective,
+            cap_permitted: ev.cap_permitted,
+        }),
+    }
+}
+
+fn exit_body(ev: &nj_exit_event) -> EventBody {
+    let status = ev.exit_code;
+    let signal = status & 0x7f;
+    EventBody::ProcessExit {
+        exit_code: (signal == 0).then_some(((status >> 8) & 0xff) as i32),
+        signal: (signal != 0).then(|| signal_name(u64::from(signal))),
+        core_dumped: status & 0x80 != 0,
+        start_time_ns: ev.start_time_ns,
+    }
+}
+
+fn syscall_body(ev: &nj_syscall_event) -> Result<EventBody, ConvertError> {
+    let name = syscall_name(ev.syscall).ok_or(ConvertError::UnknownSyscall(ev.syscall))?;
+    let res = result(name, ev.ret);
+    let a = ev.args;
+    let s0 = string(&ev.str0);
+    let s1 = string(&ev.str1);
+    Ok(match u32::from(ev.hdr.kind) {
+        NJ_KIND_FILE_OPEN => {
+            // open(path, flags, mode); openat/openat2(dfd, path, flags|how.flags, mode).
+            let (flags, mode) = if ev.syscall == NJ_SYS_OPEN {
+                (a[1], a[2])
+            } else {
+                (a[2], a[3])
+            };
+            let creates = flags & 0o100 != 0 || flags & 0o20000000 != 0;
+            EventBody::FileOpen {
+                result: res,
+                path: s0,
+                flags: open_flags(flags),
+                mode: creates.then_some(mode as u32),
+            }
+        }
+        NJ_KIND_FILE_UNLINK => EventBody::FileUnlink {
+            result: res,
+            path: s0,
+        },
+        NJ_KIND_FILE_RENAME => EventBody::FileRename {
+            result: res,
+            path: s0,
+            new_path: s1,
+        },
+        NJ_KIND_FILE_CHMOD => EventBody::FileChmod {
+            result: res,
+            path: s0,
+            // chmod(path, mode); fchmod(fd, mode); fchmodat(dfd, path, mode).
+            mode: (if ev.syscall == NJ_SYS_FCHMODAT {
+                a[2]
+            } else {
+                a[1]
+            }) as u32,
+        },
+        NJ_KIND_FILE_CHOWN => {
+            let (uid, gid) = if ev.syscall == NJ_SYS_FCHOWNAT {
+                (a[2], a[3])
+            } else {
+                (a[1], a[2])
+            };
+            EventBody::FileChown {
+                result: res,
+                path: s0,
+                uid: id_arg(uid),
+                gid: id_arg(gid),
+            }
+        }
+        NJ_KIND_CRED_CHANGE => {
+            let (ids, caps) = match ev.syscall {
+                NJ_SYS_SETUID | NJ_SYS_SETGID => (vec![id_arg(a[0])], None),
+                NJ_SYS_SETREUID | NJ_SYS_SETREGID => (vec![id_arg(a[0]), id_arg(a[1])], None),
+                NJ_SYS_SETRESUID | NJ_SYS_SETRESGID => {
+                    (vec![id_arg(a[0]), id_arg(a[1]), id_arg(a[2])], None)
+                }
+                _ => (Vec::new(), Some(format!("{:#x}", a[0]))),
+            };
+            EventBody::CredChange {
+                result: res,
+                ids,
+                cap_effective: caps,
+            }
+        }
+        NJ_KIND_PTRACE => EventBody::Ptrace {
+            result: res,
+            request: ptrace_request(a[0]),
+            target_pid: a[1] as i32,
+        },
+        NJ_KIND_KILL => {
+            // kill(pid, sig); tkill(tid, sig); tgkill(tgid, tid, sig).
+            let (pid, tid, sig) = match ev.syscall {
+                NJ_SYS_TGKILL => (a[0] as i32, Some(a[1] as i32), a[2]),
+                NJ_SYS_TKILL => (a[0] as i32, Some(a[0] as i32), a[1]),
+                _ => (a[0] as i32, None, a[1]),
+            };
+            EventBody::Kill {
+                result: res,
+                target_pid: pid,
+                target_tid: tid,
+                signal: signal_name(sig),
+            }
+        }
+        NJ_KIND_MOUNT => EventBody::Mount {
+            result: res,
+            source: s0,
+            target: s1,
+            flags: a[3],
+        },
+        NJ_KIND_UMOUNT => EventBody::Umount {
+            result: res,
+            target: s0,
+            flags: a[1],
+        },
+        NJ_KIND_MODULE_LOAD => EventBody::ModuleLoad {
+            result: res,
+            fd: (ev.syscall == NJ_SYS_FINIT_MODULE).then_some(a[0] as i32),
+            params: s0,
+        },
+        NJ_KIND_BPF => EventBody::Bpf {
+            result: res,
+            command: bpf_command(a[0]),
+        },
+        NJ_KIND_MEMFD_CREATE => EventBody::MemfdCreate {
+            result: res,
+            name: s0,
+            flags: a[1],
+        },
+        NJ_KIND_NAMESPACE => {
+            let (flags, fd) = if ev.syscall == NJ_SYS_SETNS {
+                (a[1], Some(a[0] as i32))
+            } else {
+                (a[0], None)
+            };
+            EventBody::Namespace {
+                result: res,
+                namespaces: namespaces(flags),
+                fd,
+            }
+        }
+        kind => {
+            return Err(ConvertError::Decode(DecodeError::UnknownKind {
+                kind: kind as u16,
+            }))
+        }
+    })
+}
+
+fn sock_body(ev: &nj_sock_event) -> Result<EventBody, ConvertError> {
+    let name = syscall_name(ev.syscall).ok_or(ConvertError::UnknownSyscall(ev.syscall))?;
+    let op = SockOp {
+        result: result(name, ev.ret),
+        fd: ev.fd,
+        sock_type: sock_type(ev.sock_type),
+        protocol: ip_protocol(ev.protocol),
+        local: sockaddr(&ev.local),
+        remote: sockaddr(&ev.remote),
+        backlog: (ev.syscall == NJ_SYS_LISTEN).then_some(ev.extra),
+    };
+    Ok(match u32::from(ev.hdr.kind) {
+        NJ_KIND_SOCK_CONNECT => EventBody::SockConnect(op),
+        NJ_KIND_SOCK_ACCEPT => EventBody::SockAccept(op),
+        NJ_KIND_SOCK_BIND => EventBody::SockBind(op),
+        NJ_KIND_SOCK_LISTEN => EventBody::SockListen(op),
+        kind => {
+            return Err(ConvertError::Decode(DecodeError::UnknownKind {
+                kind: kind as u16,
+            }))
+        }
+    })
+}

@@ -1,0 +1,18 @@
+//! Everything that touches Aya: the embedded BPF objects, kernel feature probes, loading and
+//! attaching, the loss counters in BPF maps, and draining the ring buffer into domain events.
+//!
+//! Raw C records stop here: [`convert`] turns them into [`nightjar_core::Event`]s, and nothing
+//! downstream sees a C layout.
+
+pub mod catalog;
+pub mod convert;
+pub mod counters;
+pub mod features;
+mod names;
+mod objects;
+pub mod probes;
+pub mod ringbuf;
+
+pub use catalog::Group;
+pub use features::KernelFeatures;
+pub use probes::{KernelProbes, LoadError, ProbeConfig};

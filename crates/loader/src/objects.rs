@@ -1,0 +1,9 @@
+//! The BPF objects built by build.rs, embedded in the binary.
+
+/// All hook families linked into one object (shared ring buffer and counters).
+pub(crate) static NIGHTJAR: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nightjar.bpf.o"));
+
+/// Feature probes (fentry, BPF-LSM, tp_btf), loaded only to learn what the kernel allows.
+pub(crate) static FEATURES: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/features.bpf.o"));

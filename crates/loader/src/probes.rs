@@ -1,0 +1,351 @@
+//! Loading and attaching Nightjar's programs, and leaving nothing behind.
+//!
+//! All programs come from one linked object, so they share one ring buffer. Only the groups
+//! asked for are loaded. Links belong to the [`KernelProbes`] value: dropping it (on SIGINT or
+//! SIGTERM, or on any error path) detaches every program and frees every map. Nothing is
+//! pinned, so a crash leaves nothing behind either: the kernel frees what no fd holds.
+
+use std::collections::BTreeSet;
+
+use aya::maps::{LpmTrie, MapData, PerCpuArray, RingBuf};
+use aya::programs::{RawTracePoint, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
+use nightjar_abi::{nj_prefix_key, NJ_PREFIX_MAX};
+
+use crate::catalog::{self, Group, Hook, ProgramSpec};
+use crate::counters::KernelCounters;
+use crate::objects;
+
+/// Path prefixes whose opens are reported by default: credentials, system configuration,
+/// binaries and libraries, kernel interfaces, Kubernetes secrets. Chosen like Falco's and
+/// Tetragon's default file policies: what an attacker reads or tampers with.
+pub const DEFAULT_FILE_PREFIXES: &[&str] = &[
+    "/etc/",
+    "/root/",
+    "/boot/",
+    "/bin/",
+    "/sbin/",
+    "/usr/bin/",
+    "/usr/sbin/",
+    "/usr/lib/",
+    "/lib/",
+    "/var/run/secrets/",
+    "/run/secrets/",
+    "/var/lib/kubelet/",
+    "/proc/sys/",
+    "/sys/kernel/",
+    "/dev/mem",
+    "/dev/kmem",
+    "/home/",
+];
+
+/// What to load.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    pub groups: BTreeSet<Group>,
+    /// Opens are reported only under these prefixes; empty means every open.
+    pub file_prefixes: Vec<String>,
+    /// Ring-buffer size in bytes (a power of two, multiple of the page size).
+    pub ringbuf_bytes: u32,
+    /// The agent's own tgid: its syscalls are never reported.
+    pub agent_tgid: u32,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            groups: Group::ALL.into_iter().collect(),
+            file_prefixes: DEFAULT_FILE_PREFIXES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            ringbuf_bytes: 16 * 1024 * 1024,
+            agent_tgid: std::process::id(),
+        }
+    }
+}
+
+/// Why the programs could not be loaded or attached.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("missing privileges: {missing}; run as root or grant {missing}")]
+    NotPermitted { missing: String },
+    #[error("kernel BTF is unavailable ({0}); Nightjar needs CONFIG_DEBUG_INFO_BTF (/sys/kernel/btf/vmlinux)")]
+    NoBtf(String),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("loading the BPF object: {0}")]
+    Object(#[source] aya::EbpfError),
+    #[error("program {name}: {source}")]
+    Program {
+        name: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("map {name}: {detail}")]
+    Map { name: &'static str, detail: String },
+    #[error("preparing the kernel filesystems: {0}")]
+    Filesystem(String),
+}
+
+/// A program that could not be attached; the rest of the agent still runs.
+#[derive(Debug, Clone)]
+pub struct AttachFailure {
+    pub program: String,
+    pub hook: String,
+    pub error: String,
+}
+
+/// Loaded and attached programs. Dropping this detaches everything.
+#[derive(Debug)]
+pub struct KernelProbes {
+    ebpf: Ebpf,
+    attached: Vec<ProgramSpec>,
+    failures: Vec<AttachFailure>,
+}
+
+impl KernelProbes {
+    /// Loads the enabled groups and attaches them.
+    ///
+    /// A program that fails to attach (a syscall this kernel does not have) is recorded in
+    /// [`failures`](Self::failures) and skipped; a program that fails to load is an error.
+    pub fn load(config: &ProbeConfig) -> Result<Self, LoadError> {
+        check_privileges()?;
+        validate(config)?;
+        crate::features::ensure_kernel_filesystems().map_err(LoadError::Filesystem)?;
+        let btf = Btf::from_sys_fs().map_err(|e| LoadError::NoBtf(e.to_string()))?;
+        let filter_enabled = u32::from(!config.file_prefixes.is_empty());
+        let ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .override_global("nj_agent_tgid", &config.agent_tgid, true)
+            .override_global("nj_file_filter_enabled", &filter_enabled, true)
+            .map_max_entries("nj_events", config.ringbuf_bytes)
+            .load(objects::NIGHTJAR)
+            .map_err(LoadError::Object)?;
+        let mut probes = Self {
+            ebpf,
+            attached: Vec::new(),
+            failures: Vec::new(),
+        };
+        probes.set_file_prefixes(&config.file_prefixes)?;
+        for spec in catalog::programs() {
+            if config.groups.contains(&spec.group) {
+                probes.attach(spec)?;
+            }
+        }
+        Ok(probes)
+    }
+
+    fn attach(&mut self, spec: ProgramSpec) -> Result<(), LoadError> {
+        // An enter program without its exit would fill the pending map for nothing.
+        if let Some(exit_name) = spec.program.strip_prefix("nj_enter_") {
+            let exit = format!("nj_exit_{exit_name}");
+            if self.failures.iter().any(|f| f.program == exit) {
+                self.failures.push(AttachFailure {
+                    program: spec.program.clone(),
+                    hook: spec.hook.to_string(),
+                    error: format!("skipped: {exit} did not attach"),
+                });
+                return Ok(());
+            }
+        }
+        let program_error = |source| LoadError::Program {
+            name: spec.program.clone(),
+            source,
+        };
+        let program = self
+            .ebpf
+            .program_mut(&spec.program)
+            .ok_or_else(|| LoadError::Map {
+                name: "programs",
+                detail: format!("{} is missing from nightjar.bpf.o", spec.program),
+            })?;
+        let result = match &spec.hook {
+            Hook::TracePoint { category, name } => {
+                let tp: &mut TracePoint = program.try_into().map_err(program_error)?;
+                tp.load().map_err(program_error)?;
+                tp.attach(category, name).map(drop)
+            }
+            Hook::RawTracePoint { name } => {
+                let tp: &mut RawTracePoint = program.try_into().map_err(program_error)?;
+                tp.load().map_err(program_error)?;
+                tp.attach(name).map(drop)
+            }
+        };
+        match result {
+            Ok(()) => self.attached.push(spec),
+            Err(err) => {
+                self.failures.push(AttachFailure {
+                    program: spec.program.clone(),
+                    hook: spec.hook.to_string(),
+                    error: err.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Programs attached, in attach order.
+    pub fn attached(&self) -> &[ProgramSpec] {
+        &self.attached
+    }
+
+    /// Programs that could not be attached, with the reason.
+    pub fn failures(&self) -> &[AttachFailure] {
+        &self.failures
+    }
+
+    /// Replaces the file-open prefix filter. Takes effect for the next open.
+    ///
+    /// An empty list disables reporting of opens only if the filter was enabled at load;
+    /// whether the filter is on at all is fixed at load time.
+    pub fn set_file_prefixes(&mut self, prefixes: &[String]) -> Result<(), LoadError> {
+        let map = self
+            .ebpf
+            .map_mut("nj_file_prefixes")
+            .ok_or_else(|| missing_map("nj_file_prefixes"))?;
+        let mut trie: LpmTrie<&mut MapData, [u8; NJ_PREFIX_MAX as usize], u8> =
+            LpmTrie::try_from(map).map_err(|e| map_error("nj_file_prefixes", e))?;
+        let old: Vec<_> = trie.keys().filter_map(Result::ok).collect();
+        for key in old {
+            let _ = trie.remove(&key);
+        }
+        for prefix in prefixes {
+            let (bits, bytes) = prefix_key(prefix)?;
+            trie.insert(&aya::maps::lpm_trie::Key::new(bits, bytes), 1, 0)
+                .map_err(|e| map_error("nj_file_prefixes", e))?;
+        }
+        Ok(())
+    }
+
+    /// Takes the ring buffer out (once) for the drain task.
+    pub fn take_ring_buffer(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self
+            .ebpf
+            .take_map("nj_events")
+            .ok_or_else(|| missing_map("nj_events"))?;
+        RingBuf::try_from(map).map_err(|e| map_error("nj_events", e))
+    }
+
+    /// Takes the loss counters out (once) for the telemetry task.
+    pub fn take_counters(&mut self) -> Result<KernelCounters, LoadError> {
+        let errors = self
+            .ebpf
+            .take_map("nj_errors")
+            .ok_or_else(|| missing_map("nj_errors"))?;
+        let by_kind = self
+            .ebpf
+            .take_map("nj_lost_by_kind")
+            .ok_or_else(|| missing_map("nj_lost_by_kind"))?;
+        Ok(KernelCounters::new(
+            PerCpuArray::try_from(errors).map_err(|e| map_error("nj_errors", e))?,
+            PerCpuArray::try_from(by_kind).map_err(|e| map_error("nj_lost_by_kind", e))?,
+        ))
+    }
+}
+
+/// A prefix as an LPM key: bit length and NUL-padded bytes.
+fn prefix_key(prefix: &str) -> Result<(u32, [u8; NJ_PREFIX_MAX as usize]), LoadError> {
+    let bytes = prefix.as_bytes();
+    if bytes.is_empty() || bytes.len() > NJ_PREFIX_MAX as usize || !prefix.starts_with('/') {
+        return Err(LoadError::Config(format!(
+            "file prefix {prefix:?} must be an absolute path of 1 to {NJ_PREFIX_MAX} bytes"
+        )));
+    }
+    let mut data = [0u8; NJ_PREFIX_MAX as usize];
+    data[..bytes.len()].copy_from_slice(bytes);
+    Ok((bytes.len() as u32 * 8, data))
+}
+
+// The C key layout and Aya's Key<[u8; N]> must agree: a u32 bit length, then the bytes.
+const _: () = assert!(core::mem::size_of::<nj_prefix_key>() == 4 + NJ_PREFIX_MAX as usize);
+
+fn validate(config: &ProbeConfig) -> Result<(), LoadError> {
+    for prefix in &config.file_prefixes {
+        prefix_key(prefix)?;
+    }
+    let bytes = config.ringbuf_bytes;
+    if !bytes.is_power_of_two() || bytes < 4096 {
+        return Err(LoadError::Config(format!(
+            "ring buffer size {bytes} must be a power of two of at least 4096 bytes"
+        )));
+    }
+    if !config.groups.contains(&Group::Process) {
+        return Err(LoadError::Config(
+            "the process group cannot be disabled: every event is attributed through it".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn missing_map(name: &'static str) -> LoadError {
+    LoadError::Map {
+        name,
+        detail: "missing from nightjar.bpf.o".into(),
+    }
+}
+
+fn map_error(name: &'static str, e: aya::maps::MapError) -> LoadError {
+    LoadError::Map {
+        name,
+        detail: e.to_string(),
+    }
+}
+
+/// Capability bits (linux/capability.h) that loading and attaching need.
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Fails with the names of missing capabilities: CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON.
+pub fn check_privileges() -> Result<(), LoadError> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |cap: u32| effective & (1u64 << cap) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    if !has(CAP_BPF) {
+        missing.push("CAP_BPF");
+    }
+    if !has(CAP_PERFMON) {
+        missing.push("CAP_PERFMON");
+    }
+    Err(LoadError::NotPermitted {
+        missing: format!("{} (or CAP_SYS_ADMIN)", missing.join(" and ")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_keys() {
+        let (bits, data) = prefix_key("/etc/").unwrap();
+        assert_eq!(bits, 40);
+        assert_eq!(&data[..6], b"/etc/\0");
+        assert!(prefix_key("etc").is_err());
+        assert!(prefix_key("").is_err());
+        assert!(prefix_key(&format!("/{}", "a".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn config_validation() {
+        let mut config = ProbeConfig::default();
+        assert!(validate(&config).is_ok());
+        config.ringbuf_bytes = 5000;
+        assert!(validate(&config)
+            .unwrap_err()
+            .to_string()
+            .contains("power of two"));
+        let mut config = ProbeConfig::default();
+        config.groups.remove(&Group::Process);
+        assert!(validate(&config).is_err());
+    }
+}
