@@ -106,7 +106,10 @@ wait_until() { # wait_until SECONDS CMD...: poll CMD every 0.1 s
 alive() { kill -0 "$MON_PID" 2>/dev/null; }
 dead() { ! alive; }
 metrics_up() { alive && curl -sf -m 1 -o /dev/null "http://127.0.0.1:$METRICS_PORT/metrics"; }
-bt_ready() { alive && grep -q READY "$RUN/bt.out" 2>/dev/null; }
+# bpftrace's -o file is block-buffered, so a READY printf would not show up: instead wait
+# until it holds one perf_event fd per tracepoint (it opens and attaches them together).
+bt_ready() { alive && (($(ls -l "/proc/$MON_PID/fd" 2>/dev/null | grep -c perf_event) >= BT_PROBES)); }
+audit_drained() { auditctl -s | grep -qx "backlog 0"; }
 auditd_ready() { alive && auditctl -s | grep -qx "pid $MON_PID"; }
 
 mon_start() {
@@ -121,14 +124,16 @@ mon_start() {
       show "${cmd[@]}"; "${cmd[@]}" >"$RUN/monitor.log" 2>&1 & MON_PID=$!
       wait_until 60 metrics_up ;;
     bpftrace-count|bpftrace-print)
+      BT_PROBES=$(grep -o 'tracepoint:[a-z0-9_]*:[a-z0-9_]*' "$BENCH/monitors/$1.bt" | wc -l)
       show bpftrace -o "$RUN/bt.out" "$BENCH/monitors/$1.bt"
       bpftrace -o "$RUN/bt.out" "$BENCH/monitors/$1.bt" >"$RUN/monitor.log" 2>&1 & MON_PID=$!
       wait_until 60 bt_ready ;;
     auditd)
-      mkdir -p "$RUN/plugins"; sed "s|@DIR@|$RUN|g" "$BENCH/monitors/auditd.conf.in" >"$RUN/auditd.conf"
-      chmod 600 "$RUN/auditd.conf"; AUDIT_LOST0=""  # auditd refuses group/world-writable configs
+      # Own subdir: auditd makes its log dir 0700, which would lock nginx (nobody) out of $RUN.
+      mkdir -p "$RUN/audit/plugins"; sed "s|@DIR@|$RUN/audit|g" "$BENCH/monitors/auditd.conf.in" >"$RUN/audit/auditd.conf"
+      chmod 600 "$RUN/audit/auditd.conf"; AUDIT_LOST0=""  # auditd refuses group/world-writable configs
       auditctl -D >/dev/null        # drop our never,task rule: this monitor must see the workload
-      show auditd -n -c "$RUN"; auditd -n -c "$RUN" >"$RUN/monitor.log" 2>&1 & MON_PID=$!
+      show auditd -n -c "$RUN/audit"; auditd -n -c "$RUN/audit" >"$RUN/monitor.log" 2>&1 & MON_PID=$!
       wait_until 30 auditd_ready || return 1
       show auditctl -R "$BENCH/monitors/audit.rules"; auditctl -R "$BENCH/monitors/audit.rules" >/dev/null
       AUDIT_LOST0=$(auditctl -s | awk '$1=="lost"{print $2}') ;;
@@ -141,10 +146,13 @@ mon_stop() {
   case $1 in
     nightjar*) LOST=$(curl -sf -m 2 "http://127.0.0.1:$METRICS_PORT/metrics" |
                       awk '/^nightjar_lost_events_total/ {s += $NF} END {print s + 0}') || LOST="" ;;
-    auditd) [[ -n $AUDIT_LOST0 ]] && LOST=$(( $(auditctl -s | awk '$1=="lost"{print $2}') - AUDIT_LOST0 ))
-            auditctl -D >/dev/null ;;
+    auditd) auditctl -D >/dev/null
+            # Records still queued in the kernel are dropped if auditd exits: let it drain.
+            wait_until 30 audit_drained
+            [[ -n $AUDIT_LOST0 ]] && LOST=$(( $(auditctl -s | awk '$1=="lost"{print $2}') - AUDIT_LOST0 )) ;;
   esac
-  kill -INT "$MON_PID" 2>/dev/null || true   # SIGINT: let it flush, like Ctrl-C
+  local sig=INT; [[ $1 == auditd ]] && sig=TERM   # auditd shuts down on TERM, the rest on ^C
+  kill -"$sig" "$MON_PID" 2>/dev/null || true
   wait_until 30 dead || kill -KILL "$MON_PID" 2>/dev/null || true
   wait "$MON_PID" 2>/dev/null || true
   MON_PID=""
@@ -168,9 +176,9 @@ count_seen() { # count_seen MONITOR WORKLOAD
     bpftrace-print:exec) awk -v p="$WL_PID" '$1=="exec" && $3==p && $4 ~ /bin\/true$/' "$bt" | wc -l ;;
     bpftrace-print:open) awk -v f="$BENCH_FILE" '$1=="open" && $3==f' "$bt" | wc -l ;;
     bpftrace-print:connect) awk -v a="127.0.0.1:$port" '$1=="connect" && $3==a' "$bt" | wc -l ;;
-    auditd:exec) cat "$RUN"/audit.log* | grep -F 'key="nightjar-bench"' | grep -cE "syscall=59 .* ppid=$WL_PID " ;;
-    auditd:open) cat "$RUN"/audit.log* | grep -F 'type=PATH' | grep -cF "name=\"$BENCH_FILE\"" ;;
-    auditd:connect) cat "$RUN"/audit.log* | grep -F 'key="nightjar-bench"' | grep -cE "syscall=42 .* pid=$WL_PID " ;;
+    auditd:exec) cat "$RUN"/audit/audit.log* | grep -F 'key="nightjar-bench"' | grep -cE "syscall=59 .* ppid=$WL_PID " ;;
+    auditd:open) cat "$RUN"/audit/audit.log* | grep -F 'type=PATH' | grep -cF "name=\"$BENCH_FILE\"" ;;
+    auditd:connect) cat "$RUN"/audit/audit.log* | grep -F 'key="nightjar-bench"' | grep -cE "syscall=42 .* pid=$WL_PID " ;;
     *) echo "" ;;
   esac
 }
@@ -217,7 +225,7 @@ run_workload() { # run_workload WORKLOAD
 
 # One measurement: start monitor, run workload, stop monitor, record a TSV row.
 run_one() { # run_one REP WORKLOAD MONITOR
-  local rep=$1 wl=$2 mon=$3 unit=s seen="" lost=""
+  local rep=$1 wl=$2 mon=$3 unit=s seen="" lost="" t0=$SECONDS
   [[ $wl == http ]] && unit=rps
   RUN="$TMP/run"; rm -rf "$RUN"; mkdir -p "$RUN"; VALUE=""
   if ! mon_start "$mon"; then
@@ -230,7 +238,7 @@ run_one() { # run_one REP WORKLOAD MONITOR
   [[ -n $VALUE ]] && seen=$(count_seen "$mon" "$wl" || true)
   [[ -n $seen ]] || EXPECTED=""
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$wl" "$mon" "$rep" "$VALUE" "$unit" "$seen" "$EXPECTED" "$lost" >>"$OUT/runs.tsv"
-  log "$(printf 'rep %s  %-8s %-19s %10s %-3s seen %s/%s lost %s' "$rep" "$wl" "$mon" "${VALUE:-FAILED}" "$unit" "${seen:--}" "${EXPECTED:--}" "${lost:--}")"
+  log "$(printf 'rep %s  %-8s %-19s %10s %-3s seen %s/%s lost %s (%ss)' "$rep" "$wl" "$mon" "${VALUE:-FAILED}" "$unit" "${seen:--}" "${EXPECTED:--}" "${lost:--}" $((SECONDS - t0)))"
 }
 
 applies() { [[ $2 != nightjar-all-opens || $1 == open ]]; }  # all-opens only differs on open
@@ -277,7 +285,7 @@ summarize() {
 # ---------------------------------------------------------------- main
 cleanup() {
   set +e
-  [[ -n $MON_PID ]] && { kill -INT "$MON_PID"; wait_until 5 dead || kill -KILL "$MON_PID"; wait "$MON_PID"; } 2>/dev/null
+  [[ -n $MON_PID ]] && { kill -INT "$MON_PID"; kill -TERM "$MON_PID"; wait_until 5 dead || kill -KILL "$MON_PID"; wait "$MON_PID"; } 2>/dev/null
   stop_nginx
   audit_restore
   [[ -n ${TMP:-} ]] && rm -rf "$TMP"
@@ -287,7 +295,8 @@ trap 'exit 130' INT TERM
 
 [[ $EUID == 0 ]] || { echo "run as root (monitors load BPF programs / audit rules)" >&2; exit 1; }
 OUT="$BENCH/results/$(date +%Y%m%d-%H%M%S)"; mkdir -p "$OUT"
-TMP=$(mktemp -d /tmp/nightjar-bench.XXXXXX); BENCH_FILE="$TMP/bench-file"; echo data >"$BENCH_FILE"
+TMP=$(mktemp -d /tmp/nightjar-bench.XXXXXX); chmod 755 "$TMP"  # nginx workers run as nobody
+ BENCH_FILE="$TMP/bench-file"; echo data >"$BENCH_FILE"
 ensure_deps
 build_workloads
 if [[ ,$MONITORS, == *,nightjar* && ! -x $NIGHTJAR_BIN ]]; then

@@ -18,7 +18,7 @@ const FAMILIES: &[&str] = &[
 ];
 
 /// Standalone objects: loaded one by one (feature probes may fail to load on some kernels).
-const STANDALONE: &[&str] = &["probe/features"];
+const STANDALONE: &[&str] = &["probe/features", "bench/drain"];
 
 fn main() {
     let root = Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap())
@@ -57,7 +57,7 @@ fn main() {
         .unwrap_or_else(|_| root.join("target"));
     let inspect = target_dir.join("bpf");
     let _ = std::fs::create_dir_all(&inspect);
-    for name in ["nightjar.bpf.o", "features.bpf.o"] {
+    for name in ["nightjar.bpf.o", "features.bpf.o", "drain.bpf.o"] {
         let _ = std::fs::copy(out.join(name), inspect.join(name));
     }
 }

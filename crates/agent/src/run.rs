@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use nightjar_core::filter::EventFilter;
 use nightjar_core::pipeline::{Pipeline, Transform};
 use nightjar_core::telemetry::Telemetry;
 use nightjar_core::time::BootClock;
@@ -73,13 +72,10 @@ pub struct RunHooks {
 
 pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<()> {
     let telemetry = Arc::new(Telemetry::new());
-    let filter = EventFilter::new(
-        &config.filter.types,
-        &config.filter.binaries,
-        &config.filter.pids,
-        &config.filter.containers,
-    )?
-    .with_cgroup_ids(hooks.cgroup_ids.iter().copied());
+    let filter = config
+        .filter
+        .clone()
+        .with_cgroup_ids(hooks.cgroup_ids.iter().copied());
     let mut pipeline = Pipeline::new(telemetry.clone());
     match config.output {
         OutputFormat::Json => {

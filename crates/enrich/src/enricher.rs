@@ -90,8 +90,11 @@ impl Enricher {
                 exec, setuid_from, ..
             } => {
                 let before = self.processes.on_exec(exec, now);
-                if setuid_from.is_none() {
-                    *setuid_from = before.filter(|b| b.euid != exec.info.euid).map(|b| b.euid);
+                // A set-user-ID image leaves euid != uid; a process that changed its ids
+                // with setresuid() before exec (setpriv, su) keeps them equal, and is not one.
+                let new = &exec.info;
+                if setuid_from.is_none() && new.euid != new.uid {
+                    *setuid_from = before.filter(|b| b.euid != new.euid).map(|b| b.euid);
                 }
             }
             EventBody::ProcessFork {

@@ -4,6 +4,7 @@
 //! Raw C records stop here: [`convert`] turns them into [`nightjar_core::Event`]s, and nothing
 //! downstream sees a C layout.
 
+pub mod bench;
 pub mod catalog;
 pub mod convert;
 pub mod counters;

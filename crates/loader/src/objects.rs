@@ -7,3 +7,7 @@ pub(crate) static NIGHTJAR: &[u8] =
 /// Feature probes (fentry, BPF-LSM, tp_btf), loaded only to learn what the kernel allows.
 pub(crate) static FEATURES: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/features.bpf.o"));
+
+/// The drain benchmark's generator (bench only; never loaded by the agent).
+pub(crate) static DRAIN_BENCH: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/drain.bpf.o"));

@@ -111,7 +111,7 @@ impl KernelProbes {
     /// [`failures`](Self::failures) and skipped; a program that fails to load is an error.
     pub fn load(config: &ProbeConfig) -> Result<Self, LoadError> {
         check_privileges()?;
-        validate(config)?;
+        config.validate()?;
         crate::features::ensure_kernel_filesystems().map_err(LoadError::Filesystem)?;
         let btf = Btf::from_sys_fs().map_err(|e| LoadError::NoBtf(e.to_string()))?;
         let filter_enabled = u32::from(!config.file_prefixes.is_empty());
@@ -259,6 +259,13 @@ fn prefix_key(prefix: &str) -> Result<(u32, [u8; NJ_PREFIX_MAX as usize]), LoadE
 
 // The C key layout and Aya's Key<[u8; N]> must agree: a u32 bit length, then the bytes.
 const _: () = assert!(core::mem::size_of::<nj_prefix_key>() == 4 + NJ_PREFIX_MAX as usize);
+
+impl ProbeConfig {
+    /// Checks prefixes, ring-buffer size and groups without touching the kernel.
+    pub fn validate(&self) -> Result<(), LoadError> {
+        validate(self)
+    }
+}
 
 fn validate(config: &ProbeConfig) -> Result<(), LoadError> {
     for prefix in &config.file_prefixes {

@@ -320,3 +320,24 @@ fn seeds_through_the_resolver() {
         Some("sshd.service")
     );
 }
+
+#[test]
+fn dropping_privileges_before_exec_is_not_a_setuid_exec() {
+    // setpriv/su style: a root process calls setresuid(65534, 65534, 65534), then execs an
+    // ordinary binary. uid == euid afterwards, so nothing was granted by the image.
+    let mut f = fixture(16);
+    chain(&mut f, 1);
+    let mut root = info(40, 1, "/usr/bin/setpriv", 0, f.host_cgroup);
+    root.uid = 0;
+    let mut first = exec_event(root.clone());
+    f.enricher.enrich(&mut first, ms(1));
+    let dropped = ProcessInfo {
+        binary: "/usr/bin/cat".into(),
+        uid: 65534,
+        euid: 65534,
+        ..root
+    };
+    let mut e = exec_event(dropped);
+    f.enricher.enrich(&mut e, ms(2));
+    assert_eq!(setuid_from(&e), None);
+}
