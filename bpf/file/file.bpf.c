@@ -39,7 +39,7 @@ static __always_inline int nj_open_exit(struct trace_event_raw_sys_exit *ctx, __
 {
 	__u64 args[6];
 
-	if (!nj_take_args(args))
+	if (!nj_syscall_args(args))
 		return 0;
 
 	struct nj_syscall_event *ev =
@@ -75,7 +75,7 @@ static __always_inline int nj_path_exit(struct trace_event_raw_sys_exit *ctx, __
 {
 	__u64 args[6];
 
-	if (!nj_take_args(args))
+	if (!nj_syscall_args(args))
 		return 0;
 
 	__u32 mask = (path0 >= 0 ? 1u << path0 : 0) | (path1 >= 0 ? 1u << path1 : 0);
@@ -97,7 +97,7 @@ static __always_inline int nj_fd_exit(struct trace_event_raw_sys_exit *ctx, __u1
 {
 	__u64 args[6];
 
-	if (!nj_take_args(args))
+	if (!nj_syscall_args(args))
 		return 0;
 	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, ctx->ret, args, 0);
 	if (!ev)
@@ -110,46 +110,43 @@ static __always_inline int nj_fd_exit(struct trace_event_raw_sys_exit *ctx, __u1
 	return 0;
 }
 
-#define NJ_OPEN(name, nargs, id, path_arg, flags_arg)                                            \
-	NJ_SYSCALL_ENTER(name, nargs)                                                     \
+#define NJ_OPEN(name, id, path_arg, flags_arg)                                            \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                        \
 	int nj_exit_##name(struct trace_event_raw_sys_exit *ctx)                          \
 	{                                                                                 \
 		return nj_open_exit(ctx, id, path_arg, flags_arg);                        \
 	}
 
-#define NJ_PATHS(name, nargs, kind, id, path0, path1)                                            \
-	NJ_SYSCALL_ENTER(name, nargs)                                                     \
+#define NJ_PATHS(name, kind, id, path0, path1)                                            \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                        \
 	int nj_exit_##name(struct trace_event_raw_sys_exit *ctx)                          \
 	{                                                                                 \
 		return nj_path_exit(ctx, kind, id, path0, path1);                         \
 	}
 
-#define NJ_FD(name, nargs, kind, id)                                                             \
-	NJ_SYSCALL_ENTER(name, nargs)                                                     \
+#define NJ_FD(name, kind, id)                                                             \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                        \
 	int nj_exit_##name(struct trace_event_raw_sys_exit *ctx)                          \
 	{                                                                                 \
 		return nj_fd_exit(ctx, kind, id);                                         \
 	}
 
-NJ_OPEN(open, 3, NJ_SYS_OPEN, 0, 1)
-NJ_OPEN(openat, 4, NJ_SYS_OPENAT, 1, 2)
-NJ_OPEN(openat2, 4, NJ_SYS_OPENAT2, 1, 2)
+NJ_OPEN(open, NJ_SYS_OPEN, 0, 1)
+NJ_OPEN(openat, NJ_SYS_OPENAT, 1, 2)
+NJ_OPEN(openat2, NJ_SYS_OPENAT2, 1, 2)
 
-NJ_PATHS(unlink, 1, NJ_KIND_FILE_UNLINK, NJ_SYS_UNLINK, 0, -1)
-NJ_PATHS(unlinkat, 3, NJ_KIND_FILE_UNLINK, NJ_SYS_UNLINKAT, 1, -1)
-NJ_PATHS(rmdir, 1, NJ_KIND_FILE_UNLINK, NJ_SYS_RMDIR, 0, -1)
-NJ_PATHS(rename, 2, NJ_KIND_FILE_RENAME, NJ_SYS_RENAME, 0, 1)
-NJ_PATHS(renameat, 4, NJ_KIND_FILE_RENAME, NJ_SYS_RENAMEAT, 1, 3)
-NJ_PATHS(renameat2, 5, NJ_KIND_FILE_RENAME, NJ_SYS_RENAMEAT2, 1, 3)
-NJ_PATHS(chmod, 2, NJ_KIND_FILE_CHMOD, NJ_SYS_CHMOD, 0, -1)
-NJ_PATHS(fchmodat, 3, NJ_KIND_FILE_CHMOD, NJ_SYS_FCHMODAT, 1, -1)
-NJ_FD(fchmod, 2, NJ_KIND_FILE_CHMOD, NJ_SYS_FCHMOD)
-NJ_PATHS(chown, 3, NJ_KIND_FILE_CHOWN, NJ_SYS_CHOWN, 0, -1)
-NJ_PATHS(lchown, 3, NJ_KIND_FILE_CHOWN, NJ_SYS_LCHOWN, 0, -1)
-NJ_PATHS(fchownat, 5, NJ_KIND_FILE_CHOWN, NJ_SYS_FCHOWNAT, 1, -1)
-NJ_FD(fchown, 3, NJ_KIND_FILE_CHOWN, NJ_SYS_FCHOWN)
+NJ_PATHS(unlink, NJ_KIND_FILE_UNLINK, NJ_SYS_UNLINK, 0, -1)
+NJ_PATHS(unlinkat, NJ_KIND_FILE_UNLINK, NJ_SYS_UNLINKAT, 1, -1)
+NJ_PATHS(rmdir, NJ_KIND_FILE_UNLINK, NJ_SYS_RMDIR, 0, -1)
+NJ_PATHS(rename, NJ_KIND_FILE_RENAME, NJ_SYS_RENAME, 0, 1)
+NJ_PATHS(renameat, NJ_KIND_FILE_RENAME, NJ_SYS_RENAMEAT, 1, 3)
+NJ_PATHS(renameat2, NJ_KIND_FILE_RENAME, NJ_SYS_RENAMEAT2, 1, 3)
+NJ_PATHS(chmod, NJ_KIND_FILE_CHMOD, NJ_SYS_CHMOD, 0, -1)
+NJ_PATHS(fchmodat, NJ_KIND_FILE_CHMOD, NJ_SYS_FCHMODAT, 1, -1)
+NJ_FD(fchmod, NJ_KIND_FILE_CHMOD, NJ_SYS_FCHMOD)
+NJ_PATHS(chown, NJ_KIND_FILE_CHOWN, NJ_SYS_CHOWN, 0, -1)
+NJ_PATHS(lchown, NJ_KIND_FILE_CHOWN, NJ_SYS_LCHOWN, 0, -1)
+NJ_PATHS(fchownat, NJ_KIND_FILE_CHOWN, NJ_SYS_FCHOWNAT, 1, -1)
+NJ_FD(fchown, NJ_KIND_FILE_CHOWN, NJ_SYS_FCHOWN)
 
 char LICENSE[] SEC("license") = "GPL";

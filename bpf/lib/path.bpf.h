@@ -44,6 +44,8 @@ static __always_inline __u32 nj_resolve_path(const struct path *path, char *out)
 	struct dentry *dentry = BPF_CORE_READ(path, dentry);
 	struct vfsmount *vfsmnt = BPF_CORE_READ(path, mnt);
 	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
+	/* Read once per mount, not per component: each helper call costs on hot paths. */
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 	__u32 pos = NJ_PATH_MAX - 1;
 	__u32 flags = 0;
 
@@ -55,7 +57,6 @@ static __always_inline __u32 nj_resolve_path(const struct path *path, char *out)
 		if (dentry == root_dentry && vfsmnt == root_mnt)
 			break;
 
-		struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 		if (dentry == mnt_root) {
 			/* At the root of a mount: continue from where it is mounted. */
 			struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
@@ -64,6 +65,7 @@ static __always_inline __u32 nj_resolve_path(const struct path *path, char *out)
 			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
 			mnt = parent;
 			vfsmnt = (struct vfsmount *)__builtin_preserve_access_index(&parent->mnt);
+			mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 			continue;
 		}
 
@@ -71,15 +73,18 @@ static __always_inline __u32 nj_resolve_path(const struct path *path, char *out)
 		if (parent == dentry)
 			break;
 
-		__u32 len = BPF_CORE_READ(dentry, d_name.len);
-		const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
+		/* Length and name pointer in one read. */
+		struct qstr name;
+		if (bpf_core_read(&name, sizeof(name), &dentry->d_name) != 0)
+			return flags | NJ_FLAG_READ_FAILED;
+		__u32 len = name.len;
 		if (len + 1 > pos) {
 			flags |= NJ_FLAG_PATH_TRUNCATED;
 			break;
 		}
 		pos -= len;
 		bpf_probe_read_kernel(&scratch->buf[pos & (NJ_PATH_MAX - 1)], len & (NJ_PATH_MAX - 1),
-				      name);
+				      name.name);
 		pos -= 1;
 		scratch->buf[pos & (NJ_PATH_MAX - 1)] = '/';
 		dentry = parent;

@@ -30,7 +30,7 @@ static __always_inline int nj_addr_exit(struct trace_event_raw_sys_exit *ctx, __
 {
 	__u64 args[6];
 
-	if (!nj_take_args(args))
+	if (!nj_syscall_args(args))
 		return 0;
 	struct nj_sock_event *ev = nj_begin_sock_event(kind, syscall, ctx->ret, args[0]);
 	if (!ev)
@@ -50,7 +50,7 @@ static __always_inline int nj_accept_exit(struct trace_event_raw_sys_exit *ctx, 
 {
 	__u64 args[6];
 
-	if (!nj_take_args(args))
+	if (!nj_syscall_args(args))
 		return 0;
 	struct nj_sock_event *ev =
 		nj_begin_sock_event(NJ_KIND_SOCK_ACCEPT, syscall, ctx->ret, ctx->ret);
@@ -66,13 +66,12 @@ static __always_inline int nj_accept_exit(struct trace_event_raw_sys_exit *ctx, 
 }
 
 /* listen(fd, backlog) */
-NJ_SYSCALL_ENTER(listen, 2)
 SEC("tracepoint/syscalls/sys_exit_listen")
 int nj_exit_listen(struct trace_event_raw_sys_exit *ctx)
 {
 	__u64 args[6];
 
-	if (!nj_take_args(args))
+	if (!nj_syscall_args(args))
 		return 0;
 	struct nj_sock_event *ev =
 		nj_begin_sock_event(NJ_KIND_SOCK_LISTEN, NJ_SYS_LISTEN, ctx->ret, args[0]);
@@ -86,28 +85,24 @@ int nj_exit_listen(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-NJ_SYSCALL_ENTER(connect, 3)
 SEC("tracepoint/syscalls/sys_exit_connect")
 int nj_exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
 	return nj_addr_exit(ctx, NJ_KIND_SOCK_CONNECT, NJ_SYS_CONNECT);
 }
 
-NJ_SYSCALL_ENTER(bind, 3)
 SEC("tracepoint/syscalls/sys_exit_bind")
 int nj_exit_bind(struct trace_event_raw_sys_exit *ctx)
 {
 	return nj_addr_exit(ctx, NJ_KIND_SOCK_BIND, NJ_SYS_BIND);
 }
 
-NJ_SYSCALL_ENTER(accept, 3)
 SEC("tracepoint/syscalls/sys_exit_accept")
 int nj_exit_accept(struct trace_event_raw_sys_exit *ctx)
 {
 	return nj_accept_exit(ctx, NJ_SYS_ACCEPT);
 }
 
-NJ_SYSCALL_ENTER(accept4, 4)
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int nj_exit_accept4(struct trace_event_raw_sys_exit *ctx)
 {

@@ -12,7 +12,7 @@ static __always_inline int nj_plain_exit(struct trace_event_raw_sys_exit *ctx, _
 {
 	__u64 args[6];
 
-	if (!nj_take_args(args))
+	if (!nj_syscall_args(args))
 		return 0;
 	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, ctx->ret, args, ptr_mask);
 	if (ev)
@@ -20,33 +20,31 @@ static __always_inline int nj_plain_exit(struct trace_event_raw_sys_exit *ctx, _
 	return 0;
 }
 
-#define NJ_PLAIN(name, nargs, kind, id, ptr_mask)                                                \
-	NJ_SYSCALL_ENTER(name, nargs)                                                     \
+#define NJ_PLAIN(name, kind, id, ptr_mask)                                                \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                        \
 	int nj_exit_##name(struct trace_event_raw_sys_exit *ctx)                          \
 	{                                                                                 \
 		return nj_plain_exit(ctx, kind, id, ptr_mask);                            \
 	}
 
-NJ_PLAIN(setuid, 1, NJ_KIND_CRED_CHANGE, NJ_SYS_SETUID, 0)
-NJ_PLAIN(setgid, 1, NJ_KIND_CRED_CHANGE, NJ_SYS_SETGID, 0)
-NJ_PLAIN(setreuid, 2, NJ_KIND_CRED_CHANGE, NJ_SYS_SETREUID, 0)
-NJ_PLAIN(setregid, 2, NJ_KIND_CRED_CHANGE, NJ_SYS_SETREGID, 0)
-NJ_PLAIN(setresuid, 3, NJ_KIND_CRED_CHANGE, NJ_SYS_SETRESUID, 0)
-NJ_PLAIN(setresgid, 3, NJ_KIND_CRED_CHANGE, NJ_SYS_SETRESGID, 0)
-NJ_PLAIN(ptrace, 4, NJ_KIND_PTRACE, NJ_SYS_PTRACE, (1u << 2) | (1u << 3))
+NJ_PLAIN(setuid, NJ_KIND_CRED_CHANGE, NJ_SYS_SETUID, 0)
+NJ_PLAIN(setgid, NJ_KIND_CRED_CHANGE, NJ_SYS_SETGID, 0)
+NJ_PLAIN(setreuid, NJ_KIND_CRED_CHANGE, NJ_SYS_SETREUID, 0)
+NJ_PLAIN(setregid, NJ_KIND_CRED_CHANGE, NJ_SYS_SETREGID, 0)
+NJ_PLAIN(setresuid, NJ_KIND_CRED_CHANGE, NJ_SYS_SETRESUID, 0)
+NJ_PLAIN(setresgid, NJ_KIND_CRED_CHANGE, NJ_SYS_SETRESGID, 0)
+NJ_PLAIN(ptrace, NJ_KIND_PTRACE, NJ_SYS_PTRACE, (1u << 2) | (1u << 3))
 
 /*
  * capset(hdrp, datap): report the effective and permitted sets requested (first 32-bit word
  * pair of each, in args[2..3]) instead of the pointers.
  */
-NJ_SYSCALL_ENTER(capset, 2)
 SEC("tracepoint/syscalls/sys_exit_capset")
 int nj_exit_capset(struct trace_event_raw_sys_exit *ctx)
 {
 	__u64 args[6];
 
-	if (!nj_take_args(args))
+	if (!nj_syscall_args(args))
 		return 0;
 	struct nj_syscall_event *ev =
 		nj_begin_syscall_event(NJ_KIND_CRED_CHANGE, NJ_SYS_CAPSET, ctx->ret, args, 0x3f);
@@ -63,35 +61,32 @@ int nj_exit_capset(struct trace_event_raw_sys_exit *ctx)
 }
 
 /* Signals aimed at another process only: a process signalling itself is not interference. */
-static __always_inline int nj_kill_enter(struct trace_event_raw_sys_enter *ctx, const int nargs)
+static __always_inline int nj_kill_exit(struct trace_event_raw_sys_exit *ctx, __u32 syscall)
 {
-	/* The target pid is the first argument of kill, tkill and tgkill alike. */
-	__s32 target = (__s32)ctx->args[0];
-	__u32 self = bpf_get_current_pid_tgid() >> 32;
+	__u64 args[6];
 
-	if (target == (__s32)self || target == 0)
+	if (!nj_syscall_args(args))
 		return 0;
-	return nj_save_args(ctx, nargs);
+	/* The target pid is the first argument of kill, tkill and tgkill alike. */
+	__s32 target = (__s32)args[0];
+	if (target == 0 || target == (__s32)(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	struct nj_syscall_event *ev =
+		nj_begin_syscall_event(NJ_KIND_KILL, syscall, ctx->ret, args, 0);
+	if (ev)
+		nj_submit(ev, sizeof(*ev), NJ_KIND_KILL);
+	return 0;
 }
 
-#define NJ_KILL(name, nargs, id)                                                        \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                                       \
-	int nj_enter_##name(struct trace_event_raw_sys_enter *ctx)                        \
-	{                                                                                 \
-		return nj_kill_enter(ctx, nargs);                                       \
-	}                                                                                 \
+#define NJ_KILL(name, id)                                                                 \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                        \
 	int nj_exit_##name(struct trace_event_raw_sys_exit *ctx)                          \
 	{                                                                                 \
-		__u64 key = bpf_get_current_pid_tgid();                                   \
-		/* Most calls were filtered at enter: a miss here is normal, not a loss. */ \
-		if (!bpf_map_lookup_elem(&nj_pending, &key))                              \
-			return 0;                                                         \
-		return nj_plain_exit(ctx, NJ_KIND_KILL, id, 0);                           \
+		return nj_kill_exit(ctx, id);                                             \
 	}
 
-NJ_KILL(kill, 2, NJ_SYS_KILL)
-NJ_KILL(tkill, 2, NJ_SYS_TKILL)
-NJ_KILL(tgkill, 3, NJ_SYS_TGKILL)
+NJ_KILL(kill, NJ_SYS_KILL)
+NJ_KILL(tkill, NJ_SYS_TKILL)
+NJ_KILL(tgkill, NJ_SYS_TGKILL)
 
 char LICENSE[] SEC("license") = "GPL";

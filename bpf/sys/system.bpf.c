@@ -11,7 +11,7 @@ static __always_inline int nj_system_exit(struct trace_event_raw_sys_exit *ctx, 
 {
 	__u64 args[6];
 
-	if (!nj_take_args(args))
+	if (!nj_syscall_args(args))
 		return 0;
 	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, ctx->ret, args, ptr_mask);
 	if (!ev)
@@ -24,8 +24,7 @@ static __always_inline int nj_system_exit(struct trace_event_raw_sys_exit *ctx, 
 	return 0;
 }
 
-#define NJ_SYSTEM(name, nargs, kind, id, str0, str1, ptr_mask)                                   \
-	NJ_SYSCALL_ENTER(name, nargs)                                                     \
+#define NJ_SYSTEM(name, kind, id, str0, str1, ptr_mask)                                   \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                        \
 	int nj_exit_##name(struct trace_event_raw_sys_exit *ctx)                          \
 	{                                                                                 \
@@ -33,19 +32,19 @@ static __always_inline int nj_system_exit(struct trace_event_raw_sys_exit *ctx, 
 	}
 
 /* mount(source, target, fstype, flags, data): source and target as strings. */
-NJ_SYSTEM(mount, 5, NJ_KIND_MOUNT, NJ_SYS_MOUNT, 0, 1, 0x17)
+NJ_SYSTEM(mount, NJ_KIND_MOUNT, NJ_SYS_MOUNT, 0, 1, 0x17)
 /* umount2(target, flags) */
-NJ_SYSTEM(umount, 2, NJ_KIND_UMOUNT, NJ_SYS_UMOUNT2, 0, -1, 0x1)
+NJ_SYSTEM(umount, NJ_KIND_UMOUNT, NJ_SYS_UMOUNT2, 0, -1, 0x1)
 /* init_module(image, len, params): the parameters string. */
-NJ_SYSTEM(init_module, 3, NJ_KIND_MODULE_LOAD, NJ_SYS_INIT_MODULE, 2, -1, 0x5)
+NJ_SYSTEM(init_module, NJ_KIND_MODULE_LOAD, NJ_SYS_INIT_MODULE, 2, -1, 0x5)
 /* finit_module(fd, params, flags) */
-NJ_SYSTEM(finit_module, 3, NJ_KIND_MODULE_LOAD, NJ_SYS_FINIT_MODULE, 1, -1, 0x2)
+NJ_SYSTEM(finit_module, NJ_KIND_MODULE_LOAD, NJ_SYS_FINIT_MODULE, 1, -1, 0x2)
 /* bpf(cmd, attr, size) */
-NJ_SYSTEM(bpf, 3, NJ_KIND_BPF, NJ_SYS_BPF, -1, -1, 0x2)
+NJ_SYSTEM(bpf, NJ_KIND_BPF, NJ_SYS_BPF, -1, -1, 0x2)
 /* memfd_create(name, flags) */
-NJ_SYSTEM(memfd_create, 2, NJ_KIND_MEMFD_CREATE, NJ_SYS_MEMFD_CREATE, 0, -1, 0x1)
+NJ_SYSTEM(memfd_create, NJ_KIND_MEMFD_CREATE, NJ_SYS_MEMFD_CREATE, 0, -1, 0x1)
 /* setns(fd, nstype), unshare(flags) */
-NJ_SYSTEM(setns, 2, NJ_KIND_NAMESPACE, NJ_SYS_SETNS, -1, -1, 0)
-NJ_SYSTEM(unshare, 1, NJ_KIND_NAMESPACE, NJ_SYS_UNSHARE, -1, -1, 0)
+NJ_SYSTEM(setns, NJ_KIND_NAMESPACE, NJ_SYS_SETNS, -1, -1, 0)
+NJ_SYSTEM(unshare, NJ_KIND_NAMESPACE, NJ_SYS_UNSHARE, -1, -1, 0)
 
 char LICENSE[] SEC("license") = "GPL";

@@ -9,10 +9,7 @@
 enum nj_error_reason {
 	/* bpf_ringbuf_reserve failed: the consumer fell behind; the event is lost. */
 	NJ_ERR_RINGBUF_FULL = 0,
-	/* The enter->exit pending map was full: a syscall event is lost. */
-	NJ_ERR_PENDING_FULL = 1,
-	/* A syscall exit without its enter (agent attached mid-syscall): nothing to report. */
-	NJ_ERR_PENDING_MISSING = 2,
+	/* 1 and 2 are retired (the enter->exit pairing map, replaced by saved registers). */
 	/* A bpf_probe_read_* failed; the event is sent with NJ_FLAG_READ_FAILED. */
 	NJ_ERR_READ_FAILED = 3,
 	NJ_ERR_MAX = 8,

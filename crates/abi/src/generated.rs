@@ -366,8 +366,6 @@ impl Default for nj_sock_event {
     }
 }
 pub const NJ_ERR_RINGBUF_FULL: nj_error_reason = 0;
-pub const NJ_ERR_PENDING_FULL: nj_error_reason = 1;
-pub const NJ_ERR_PENDING_MISSING: nj_error_reason = 2;
 pub const NJ_ERR_READ_FAILED: nj_error_reason = 3;
 pub const NJ_ERR_MAX: nj_error_reason = 8;
 pub type nj_error_reason = ::core::ffi::c_uint;

@@ -32,10 +32,6 @@ pub struct KindReasonLabel {
 pub mod loss {
     /// The BPF ring buffer was full when the kernel tried to write.
     pub const RINGBUF_FULL: &str = "ringbuf_full";
-    /// The syscall enter->exit map was full, so the exit had nothing to pair with.
-    pub const PENDING_FULL: &str = "pending_full";
-    /// A syscall exit found no saved enter (evicted from the LRU, or attached mid-call).
-    pub const PENDING_MISSING: &str = "pending_missing";
     /// A ring-buffer record could not be decoded.
     pub const DECODE_ERROR: &str = "decode_error";
     /// A sink's bounded queue was full.
@@ -84,7 +80,7 @@ impl Telemetry {
             r.register("events", "Events emitted, by type", t.events.clone());
             r.register(
                 "lost_events",
-                "Events lost, by reason (kernel ring buffer, syscall pairing, decoding, sink queues)",
+                "Events lost, by reason (kernel ring buffer, decoding, sink queues)",
                 t.lost.clone(),
             );
             r.register(

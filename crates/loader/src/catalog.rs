@@ -1,7 +1,7 @@
 //! Which program hooks what, and which user-facing group it belongs to.
 //!
-//! Syscall programs follow one naming rule, `nj_enter_<syscall>` / `nj_exit_<syscall>` on the
-//! `syscalls/sys_{enter,exit}_<syscall>` tracepoints, so the table only lists syscalls.
+//! Syscall programs follow one naming rule, `nj_exit_<syscall>` on the
+//! `syscalls/sys_exit_<syscall>` tracepoint, so the table only lists syscalls.
 
 use std::fmt;
 
@@ -150,17 +150,14 @@ pub fn programs() -> Vec<ProgramSpec> {
         },
     ];
     for (syscall, group) in SYSCALLS {
-        // Exit first: attaching enter before exit would leave entries with no exit to take them.
-        for phase in ["exit", "enter"] {
-            specs.push(ProgramSpec {
-                program: format!("nj_{phase}_{syscall}"),
-                hook: Hook::TracePoint {
-                    category: "syscalls",
-                    name: format!("sys_{phase}_{syscall}"),
-                },
-                group: *group,
-            });
-        }
+        specs.push(ProgramSpec {
+            program: format!("nj_exit_{syscall}"),
+            hook: Hook::TracePoint {
+                category: "syscalls",
+                name: format!("sys_exit_{syscall}"),
+            },
+            group: *group,
+        });
     }
     specs
 }
@@ -172,7 +169,7 @@ mod tests {
     #[test]
     fn names_follow_the_convention() {
         let specs = programs();
-        assert_eq!(specs.len(), 3 + 2 * SYSCALLS.len());
+        assert_eq!(specs.len(), 3 + SYSCALLS.len());
         let openat = specs
             .iter()
             .find(|s| s.program == "nj_exit_openat")

@@ -10,8 +10,6 @@ use crate::convert::kind_type_name;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelLosses {
     pub ringbuf_full: u64,
-    pub pending_full: u64,
-    pub pending_missing: u64,
     pub read_failed: u64,
     /// Ring-buffer losses by `nj_event_kind`.
     pub ringbuf_full_by_kind: Vec<(u32, u64)>,
@@ -60,8 +58,6 @@ impl KernelCounters {
             .collect();
         KernelLosses {
             ringbuf_full: Self::total(&self.errors, NJ_ERR_RINGBUF_FULL),
-            pending_full: Self::total(&self.errors, NJ_ERR_PENDING_FULL),
-            pending_missing: Self::total(&self.errors, NJ_ERR_PENDING_MISSING),
             read_failed: Self::total(&self.errors, NJ_ERR_READ_FAILED),
             ringbuf_full_by_kind: by_kind,
         }
@@ -72,11 +68,6 @@ impl KernelCounters {
         let now = self.sample();
         let prev = &self.reported;
         telemetry.count_lost(loss::RINGBUF_FULL, now.ringbuf_full - prev.ringbuf_full);
-        telemetry.count_lost(loss::PENDING_FULL, now.pending_full - prev.pending_full);
-        telemetry.count_lost(
-            loss::PENDING_MISSING,
-            now.pending_missing - prev.pending_missing,
-        );
         telemetry
             .kernel_read_failures
             .inc_by(now.read_failed - prev.read_failed);

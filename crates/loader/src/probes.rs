@@ -137,18 +137,6 @@ impl KernelProbes {
     }
 
     fn attach(&mut self, spec: ProgramSpec) -> Result<(), LoadError> {
-        // An enter program without its exit would fill the pending map for nothing.
-        if let Some(exit_name) = spec.program.strip_prefix("nj_enter_") {
-            let exit = format!("nj_exit_{exit_name}");
-            if self.failures.iter().any(|f| f.program == exit) {
-                self.failures.push(AttachFailure {
-                    program: spec.program.clone(),
-                    hook: spec.hook.to_string(),
-                    error: format!("skipped: {exit} did not attach"),
-                });
-                return Ok(());
-            }
-        }
         let program_error = |source| LoadError::Program {
             name: spec.program.clone(),
             source,

@@ -98,6 +98,7 @@ pub struct Agent {
     child: Option<Child>,
     pub output: PathBuf,
     pub metrics_port: u16,
+    pub pid: u32,
     _dir: tempfile::TempDir,
 }
 
@@ -117,7 +118,9 @@ impl Agent {
             .env("RUST_LOG", "error")
             .spawn()
             .expect("spawn nightjar agent");
+        let pid = child.id();
         let mut agent = Self {
+            pid,
             child: Some(child),
             output,
             metrics_port,
