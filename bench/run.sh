@@ -145,7 +145,8 @@ mon_stop() {
   [[ -n $MON_PID ]] || return 0
   case $1 in
     nightjar*) LOST=$(curl -sf -m 2 "http://127.0.0.1:$METRICS_PORT/metrics" |
-                      awk '/^nightjar_lost_events_total/ {s += $NF} END {print s + 0}') || LOST="" ;;
+                      awk '/^# TYPE nightjar_lost_events / {known = 1} /^nightjar_lost_events_total/ {s += $NF}
+                           END {if (known) print s + 0}') || LOST="" ;;
     auditd) auditctl -D >/dev/null
             # Records still queued in the kernel are dropped if auditd exits: let it drain.
             wait_until 30 audit_drained
@@ -271,9 +272,10 @@ summarize() {
   {
     echo "| workload | monitor | ratio (median) | min-max | median value | events seen/expected | lost |"
     echo "|---|---|---|---|---|---|---|"
-    jq -r '.summary[] | def f: if . == null then "-" else (. * 100 | round / 100 | tostring) end;
+    jq -r '.summary[] | def f: if . == null then "-" else (. * 100 | round) as $c
+        | "\($c / 100 | floor).\($c % 100 | tostring | if length < 2 then "0" + . else . end)" end;
       "| \(.workload) | \(.monitor) | \(.ratio_median | f) | \(.ratio_min | f)-\(.ratio_max | f) | "
-      + "\(.median | f) \(.unit) | \(if .events_expected then "\(.events_seen)/\(.events_expected)" else "-" end) | \(.lost_events // "-") |"' \
+      + "\(if .unit == "rps" then .median | round else .median | f end) \(.unit) | \(if .events_expected then "\(.events_seen)/\(.events_expected)" else "-" end) | \(.lost_events // "-") |"' \
       "$OUT/results.json"
   } >"$OUT/table.md"
   { echo "# Nightjar overhead benchmark $(basename "$OUT")"; echo

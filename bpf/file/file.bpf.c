@@ -22,6 +22,30 @@ struct {
 	__type(value, __u8);
 } nj_file_prefixes SEC(".maps") __weak;
 
+/* First components of the prefixes; see struct nj_topdir_key. Filled by userspace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct nj_topdir_key);
+	__type(value, __u8);
+} nj_file_topdirs SEC(".maps") __weak;
+
+/*
+ * Cheap first look for the prefix filter: false when the file's top-level directory is not
+ * the first component of any prefix, so the full path is never built for it (the common case
+ * for busy opens under /tmp or an application's data directory).
+ */
+static __always_inline bool nj_topdir_may_match(struct file *file)
+{
+	struct qstr top;
+	struct nj_topdir_key key = {};
+
+	if (nj_top_component(__builtin_preserve_access_index(&file->f_path), &top) != 0)
+		return true;
+	bpf_probe_read_kernel_str(key.name, sizeof(key.name), top.name);
+	return bpf_map_lookup_elem(&nj_file_topdirs, &key) != NULL;
+}
+
 static __always_inline bool nj_path_selected(const char *path)
 {
 	if (!nj_file_filter_enabled)
@@ -42,13 +66,16 @@ static __always_inline int nj_open_exit(struct trace_event_raw_sys_exit *ctx, __
 	if (!nj_syscall_args(args))
 		return 0;
 
+	struct file *file = ctx->ret >= 0 ? nj_file_from_fd(ctx->ret) : NULL;
+	if (file && nj_file_filter_enabled && !nj_topdir_may_match(file))
+		return 0;
+
 	struct nj_syscall_event *ev =
 		nj_begin_syscall_event(NJ_KIND_FILE_OPEN, syscall, ctx->ret, args, 1u << path_arg);
 	if (!ev)
 		return 0;
 
 	__u32 flags = 0;
-	struct file *file = ctx->ret >= 0 ? nj_file_from_fd(ctx->ret) : NULL;
 	if (file) {
 		flags = nj_resolve_path(__builtin_preserve_access_index(&file->f_path), ev->str0);
 	} else {

@@ -90,10 +90,20 @@ static __always_inline void nj_fill_header(struct nj_event_header *hdr, __u16 ki
 	hdr->cgroup_id = bpf_get_current_cgroup_id();
 }
 
+/*
+ * Wake the consumer only once this much is waiting. A wakeup per record (the default) costs
+ * microseconds of irq_work and scheduling on every event; userspace also drains on a short
+ * timer, which bounds latency when traffic is light.
+ */
+#define NJ_WAKEUP_BYTES (256 * 1024)
+
 /* Copies a built record into the ring buffer; a full buffer is counted, never silent. */
 static __always_inline void nj_submit(void *event, __u32 size, __u16 kind)
 {
-	if (bpf_ringbuf_output(&nj_events, event, size, 0) == 0)
+	__u64 waiting = bpf_ringbuf_query(&nj_events, BPF_RB_AVAIL_DATA);
+	__u64 flags = waiting >= NJ_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_output(&nj_events, event, size, flags) == 0)
 		return;
 	nj_count_error(NJ_ERR_RINGBUF_FULL);
 	__u32 key = kind;

@@ -24,6 +24,65 @@ struct {
 	__type(value, struct nj_path_buf);
 } nj_path_scratch SEC(".maps") __weak;
 
+/* A dentry's parent and name, read in one call when the layout allows (it always has). */
+struct nj_dentry_link {
+	struct dentry *parent;
+	struct qstr name;
+};
+
+static __always_inline int nj_read_dentry_link(struct dentry *dentry, struct nj_dentry_link *link)
+{
+	if (bpf_core_field_offset(struct dentry, d_name) ==
+	    bpf_core_field_offset(struct dentry, d_parent) + sizeof(struct dentry *))
+		return bpf_core_read(link, sizeof(*link), &dentry->d_parent);
+	if (bpf_core_read(&link->parent, sizeof(link->parent), &dentry->d_parent) != 0)
+		return -1;
+	return bpf_core_read(&link->name, sizeof(link->name), &dentry->d_name);
+}
+
+/*
+ * Finds the top-level component of @path as seen from the current task's root (the "etc"
+ * of /etc/passwd), without building the path: one read per level and no name copies. Fills
+ * @top and returns 0; returns -1 when the path is the root itself or cannot be walked.
+ */
+static __always_inline int nj_top_component(const struct path *path, struct qstr *top)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct dentry *root_dentry = task->fs->root.dentry;
+	struct vfsmount *root_mnt = task->fs->root.mnt;
+	struct path p;
+
+	if (bpf_core_read(&p, sizeof(p), path) != 0 || !p.dentry)
+		return -1;
+	struct dentry *dentry = p.dentry;
+	struct vfsmount *vfsmnt = p.mnt;
+	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	bool found = false;
+
+	for (int i = 0; i < NJ_PATH_DEPTH; i++) {
+		if (dentry == root_dentry && vfsmnt == root_mnt)
+			break;
+		if (dentry == mnt_root) {
+			struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
+			if (parent == mnt)
+				break;
+			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = parent;
+			vfsmnt = (struct vfsmount *)__builtin_preserve_access_index(&parent->mnt);
+			mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+			continue;
+		}
+		struct nj_dentry_link link;
+		if (nj_read_dentry_link(dentry, &link) != 0 || link.parent == dentry)
+			break;
+		*top = link.name;
+		found = true;
+		dentry = link.parent;
+	}
+	return found ? 0 : -1;
+}
+
 /*
  * Writes the absolute path of @path (as seen from the current task's root) into @out, which
  * holds NJ_PATH_MAX bytes. Returns NJ_FLAG_PATH_TRUNCATED when the path was cut, 0 otherwise,
@@ -37,12 +96,15 @@ static __always_inline __u32 nj_resolve_path(const struct path *path, char *out)
 	if (!scratch)
 		return NJ_FLAG_READ_FAILED;
 
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct dentry *root_dentry = BPF_CORE_READ(task, fs, root.dentry);
-	struct vfsmount *root_mnt = BPF_CORE_READ(task, fs, root.mnt);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct dentry *root_dentry = task->fs->root.dentry;
+	struct vfsmount *root_mnt = task->fs->root.mnt;
+	struct path p;
 
-	struct dentry *dentry = BPF_CORE_READ(path, dentry);
-	struct vfsmount *vfsmnt = BPF_CORE_READ(path, mnt);
+	if (bpf_core_read(&p, sizeof(p), path) != 0)
+		return NJ_FLAG_READ_FAILED;
+	struct dentry *dentry = p.dentry;
+	struct vfsmount *vfsmnt = p.mnt;
 	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
 	/* Read once per mount, not per component: each helper call costs on hot paths. */
 	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
@@ -69,14 +131,13 @@ static __always_inline __u32 nj_resolve_path(const struct path *path, char *out)
 			continue;
 		}
 
-		struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+		struct nj_dentry_link link;
+		if (nj_read_dentry_link(dentry, &link) != 0)
+			return flags | NJ_FLAG_READ_FAILED;
+		struct dentry *parent = link.parent;
 		if (parent == dentry)
 			break;
-
-		/* Length and name pointer in one read. */
-		struct qstr name;
-		if (bpf_core_read(&name, sizeof(name), &dentry->d_name) != 0)
-			return flags | NJ_FLAG_READ_FAILED;
+		struct qstr name = link.name;
 		__u32 len = name.len;
 		if (len + 1 > pos) {
 			flags |= NJ_FLAG_PATH_TRUNCATED;
@@ -108,10 +169,10 @@ static __always_inline __u32 nj_resolve_path(const struct path *path, char *out)
 /* The struct file behind a descriptor of the current task, or NULL. */
 static __always_inline struct file *nj_file_from_fd(__s64 fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = task->files->fdt;
+	unsigned int max_fds = fdt->max_fds;
+	struct file **fds = fdt->fd;
 	struct file *file = NULL;
 
 	if (fd < 0 || fd >= max_fds || !fds)

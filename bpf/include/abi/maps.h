@@ -30,4 +30,16 @@ struct nj_prefix_key {
 	char path[NJ_PREFIX_MAX];
 };
 
+/* Bytes of a top-level directory name kept in nj_file_topdirs keys (NUL included). */
+#define NJ_TOPDIR_MAX 16
+
+/*
+ * Key of nj_file_topdirs: the first component of each file prefix ("etc" for "/etc/"), cut
+ * to NJ_TOPDIR_MAX - 1 bytes and NUL-padded. An open whose resolved path starts with any other
+ * top-level directory cannot match a prefix and is dropped before its full path is built.
+ */
+struct nj_topdir_key {
+	char name[NJ_TOPDIR_MAX];
+};
+
 #endif

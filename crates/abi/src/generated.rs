@@ -15,6 +15,7 @@ pub const NJ_AF_INET6: u32 = 10;
 pub const NJ_UNIX_PATH_MAX: u32 = 108;
 pub const NJ_LOST_BY_KIND_MAP: &[u8; 16] = b"nj_lost_by_kind\0";
 pub const NJ_PREFIX_MAX: u32 = 64;
+pub const NJ_TOPDIR_MAX: u32 = 16;
 pub type __u8 = ::core::ffi::c_uchar;
 pub type __u16 = ::core::ffi::c_ushort;
 pub type __u32 = ::core::ffi::c_uint;
@@ -392,3 +393,14 @@ impl Default for nj_prefix_key {
         }
     }
 }
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct nj_topdir_key {
+    pub name: [::core::ffi::c_char; 16usize],
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nj_topdir_key"][::core::mem::size_of::<nj_topdir_key>() - 16usize];
+    ["Alignment of nj_topdir_key"][::core::mem::align_of::<nj_topdir_key>() - 1usize];
+    ["Offset of field: nj_topdir_key::name"][::core::mem::offset_of!(nj_topdir_key, name) - 0usize];
+};

@@ -7,10 +7,11 @@
 
 use std::collections::BTreeSet;
 
+use aya::maps::HashMap as BpfHashMap;
 use aya::maps::{LpmTrie, MapData, PerCpuArray, RingBuf};
 use aya::programs::{RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
-use nightjar_abi::{nj_prefix_key, NJ_PREFIX_MAX};
+use nightjar_abi::{nj_prefix_key, nj_topdir_key, NJ_PREFIX_MAX, NJ_TOPDIR_MAX};
 
 use crate::catalog::{self, Group, Hook, ProgramSpec};
 use crate::counters::KernelCounters;
@@ -203,6 +204,25 @@ impl KernelProbes {
             trie.insert(&aya::maps::lpm_trie::Key::new(bits, bytes), 1, 0)
                 .map_err(|e| map_error("nj_file_prefixes", e))?;
         }
+        self.set_top_dirs(prefixes)
+    }
+
+    /// Fills the top-level directory pre-filter from the prefixes (see nj_topdir_key).
+    fn set_top_dirs(&mut self, prefixes: &[String]) -> Result<(), LoadError> {
+        let map = self
+            .ebpf
+            .map_mut("nj_file_topdirs")
+            .ok_or_else(|| missing_map("nj_file_topdirs"))?;
+        let mut dirs: BpfHashMap<&mut MapData, [u8; NJ_TOPDIR_MAX as usize], u8> =
+            BpfHashMap::try_from(map).map_err(|e| map_error("nj_file_topdirs", e))?;
+        let old: Vec<_> = dirs.keys().filter_map(Result::ok).collect();
+        for key in old {
+            let _ = dirs.remove(&key);
+        }
+        for prefix in prefixes {
+            dirs.insert(top_dir_key(prefix)?, 1, 0)
+                .map_err(|e| map_error("nj_file_topdirs", e))?;
+        }
         Ok(())
     }
 
@@ -245,6 +265,27 @@ fn prefix_key(prefix: &str) -> Result<(u32, [u8; NJ_PREFIX_MAX as usize]), LoadE
     Ok((bytes.len() as u32 * 8, data))
 }
 
+/// The first component of a prefix ("etc" for "/etc/"), cut as the kernel cuts names.
+fn top_dir_key(prefix: &str) -> Result<[u8; NJ_TOPDIR_MAX as usize], LoadError> {
+    let rest = prefix.strip_prefix('/').unwrap_or(prefix);
+    let Some((top, _)) = rest.split_once('/') else {
+        return Err(LoadError::Config(format!(
+            "file prefix {prefix:?} must name a top-level directory followed by '/' (e.g. \"/etc/\" or \"/dev/mem\")"
+        )));
+    };
+    if top.is_empty() {
+        return Err(LoadError::Config(format!(
+            "file prefix {prefix:?} has an empty first component"
+        )));
+    }
+    let mut key = [0u8; NJ_TOPDIR_MAX as usize];
+    let n = top.len().min(NJ_TOPDIR_MAX as usize - 1);
+    key[..n].copy_from_slice(&top.as_bytes()[..n]);
+    Ok(key)
+}
+
+const _: () = assert!(core::mem::size_of::<nj_topdir_key>() == NJ_TOPDIR_MAX as usize);
+
 // The C key layout and Aya's Key<[u8; N]> must agree: a u32 bit length, then the bytes.
 const _: () = assert!(core::mem::size_of::<nj_prefix_key>() == 4 + NJ_PREFIX_MAX as usize);
 
@@ -258,6 +299,7 @@ impl ProbeConfig {
 fn validate(config: &ProbeConfig) -> Result<(), LoadError> {
     for prefix in &config.file_prefixes {
         prefix_key(prefix)?;
+        top_dir_key(prefix)?;
     }
     let bytes = config.ringbuf_bytes;
     if !bytes.is_power_of_two() || bytes < 4096 {
@@ -328,6 +370,18 @@ mod tests {
         assert!(prefix_key("etc").is_err());
         assert!(prefix_key("").is_err());
         assert!(prefix_key(&format!("/{}", "a".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn top_dir_keys() {
+        assert_eq!(&top_dir_key("/etc/").unwrap()[..4], b"etc\0");
+        assert_eq!(&top_dir_key("/dev/mem").unwrap()[..4], b"dev\0");
+        let long = top_dir_key("/a-very-long-directory-name/").unwrap();
+        assert_eq!(&long[..15], b"a-very-long-dir");
+        assert_eq!(long[15], 0);
+        let err = top_dir_key("/etc").unwrap_err().to_string();
+        assert!(err.contains("/etc"), "{err}");
+        assert!(top_dir_key("//x").is_err());
     }
 
     #[test]

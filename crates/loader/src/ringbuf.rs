@@ -1,6 +1,7 @@
 //! Draining the BPF ring buffer on tokio.
 //!
-//! The drain task wakes when the ring buffer's fd is readable, takes every record available,
+//! The drain task wakes when the ring buffer's fd is readable (the kernel signals it once
+//! 256 KiB are waiting) or every [`DRAIN_INTERVAL`], takes every record available,
 //! decodes and converts each into an [`Event`](nightjar_core::Event), and sends them on as
 //! one batch. Sending waits when the pipeline is behind: the backlog then builds up in the
 //! ring buffer, whose overflow the kernel counts (`ringbuf_full`), so no loss goes unseen.
@@ -16,6 +17,9 @@ use tokio::io::Interest;
 use tokio::sync::{mpsc, watch};
 
 use crate::convert::Converter;
+
+/// Longest an event waits in the ring buffer when traffic is too light to wake us.
+pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Most records taken into one batch before it is sent (bounds latency and batch memory).
 const MAX_BATCH: usize = 4096;
@@ -33,8 +37,10 @@ pub async fn drain(
     let mut async_fd =
         unsafe { AsyncFd::register_with_interest(RingFd { ring, fd }, Interest::READABLE) }
             .map_err(|e| e.into_parts().1)?;
-    // A safety net: a wakeup can never be lost for longer than this.
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    // The kernel wakes us only once NJ_WAKEUP_BYTES are waiting; this tick delivers lighter
+    // traffic within DRAIN_INTERVAL.
+    let mut tick = tokio::time::interval(DRAIN_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             guard = async_fd.readable_mut() => {
