@@ -119,9 +119,9 @@ mon_start() {
     nightjar|nightjar-all-opens)
       [[ $1 == nightjar-all-opens ]] && extra=(--file-prefix /)
       METRICS_PORT=$(free_port)
-      local cmd=("$NIGHTJAR_BIN" agent --output json --output-file "$RUN/events.jsonl"
+      local cmd=("$NIGHTJAR_COPY" agent --output json --output-file "$RUN/events.jsonl"
                  --metrics-addr "127.0.0.1:$METRICS_PORT" "${extra[@]}")
-      show "${cmd[@]}"; "${cmd[@]}" >"$RUN/monitor.log" 2>&1 & MON_PID=$!
+      show "$NIGHTJAR_BIN" "${cmd[@]:1}"; "${cmd[@]}" >"$RUN/monitor.log" 2>&1 & MON_PID=$!
       wait_until 60 metrics_up ;;
     bpftrace-count|bpftrace-print)
       BT_PROBES=$(grep -o 'tracepoint:[a-z0-9_]*:[a-z0-9_]*' "$BENCH/monitors/$1.bt" | wc -l)
@@ -201,17 +201,17 @@ stop_nginx() {
 }
 
 run_workload() { # run_workload WORKLOAD
-  local out="$RUN/workload.out"; PORT=""; EXPECTED=""
+  local out="$RUN/workload.out" cmd; PORT=""; EXPECTED=""
   case $1 in
-    exec) EXPECTED=$EXEC_N; "$BENCH/build/exec_storm" "$EXEC_N" >"$out" & ;;
-    open) EXPECTED=$OPEN_N; "$BENCH/build/open_storm" "$OPEN_N" "$BENCH_FILE" >"$out" & ;;
-    connect) EXPECTED=$CONNECT_N; "$BENCH/build/connect_storm" "$CONNECT_N" >"$out" & ;;
+    exec) EXPECTED=$EXEC_N; cmd=("$BENCH/build/exec_storm" "$EXEC_N") ;;
+    open) EXPECTED=$OPEN_N; cmd=("$BENCH/build/open_storm" "$OPEN_N" "$BENCH_FILE") ;;
+    connect) EXPECTED=$CONNECT_N; cmd=("$BENCH/build/connect_storm" "$CONNECT_N") ;;
     http)
       # Started after the monitor: audit only sees processes forked once it is enabled.
       start_nginx || { stop_nginx; return 1; }
-      wrk -t"$HTTP_THREADS" -c"$HTTP_CONNS" -d"${HTTP_SECS}s" "http://127.0.0.1:$HTTP_PORT/" >"$out" & ;;
+      cmd=(wrk -t"$HTTP_THREADS" -c"$HTTP_CONNS" -d"${HTTP_SECS}s" "http://127.0.0.1:$HTTP_PORT/") ;;
   esac
-  WL_PID=$!
+  show "${cmd[@]}"; "${cmd[@]}" >"$out" & WL_PID=$!
   local rc=0; wait "$WL_PID" || rc=$?
   stop_nginx
   ((rc == 0)) || { log "!! $1 failed (rc $rc): $(tail -2 "$out")"; return 1; }
@@ -298,18 +298,20 @@ trap 'exit 130' INT TERM
 [[ $EUID == 0 ]] || { echo "run as root (monitors load BPF programs / audit rules)" >&2; exit 1; }
 OUT="$BENCH/results/$(date +%Y%m%d-%H%M%S)"; mkdir -p "$OUT"
 TMP=$(mktemp -d /tmp/nightjar-bench.XXXXXX); chmod 755 "$TMP"  # nginx workers run as nobody
- BENCH_FILE="$TMP/bench-file"; echo data >"$BENCH_FILE"
+BENCH_FILE="$TMP/bench-file"; echo data >"$BENCH_FILE"
 ensure_deps
 build_workloads
 if [[ ,$MONITORS, == *,nightjar* && ! -x $NIGHTJAR_BIN ]]; then
   for m in nightjar nightjar-all-opens; do drop_monitor "$m" "$NIGHTJAR_BIN not found (cargo build --release)"; done
 fi
+# Run a private copy: a cargo build replacing the binary mid-benchmark must not mix versions.
+NIGHTJAR_COPY="$TMP/nightjar"; [[ ,$MONITORS, == *,nightjar* ]] && cp "$NIGHTJAR_BIN" "$NIGHTJAR_COPY"
 audit_setup
 
 META=$(jq -n --arg date "$(date -Is)" --arg kernel "$(uname -r)" --arg cpus "$(nproc)" \
   --arg reps "$REPS" --arg sizes "exec=$EXEC_N open=$OPEN_N connect=$CONNECT_N http=${HTTP_SECS}s/t$HTTP_THREADS/c$HTTP_CONNS" \
   --arg monitors "$MONITORS" --arg workloads "$WORKLOADS" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
-  --arg nightjar "$NIGHTJAR_BIN $( [[ -x $NIGHTJAR_BIN ]] && sha256sum "$NIGHTJAR_BIN" | cut -c1-12)" \
+  --arg nightjar "$NIGHTJAR_BIN $( [[ -x $NIGHTJAR_COPY ]] && sha256sum "$NIGHTJAR_COPY" | cut -c1-12)" \
   '$ARGS.named')
 log "== $REPS reps; workloads $WORKLOADS; monitors $MONITORS; results in $OUT"
 for ((rep = 1; rep <= REPS; rep++)); do

@@ -35,7 +35,15 @@ struct {
  * the first component of any prefix, so the full path is never built for it (the common case
  * for busy opens under /tmp or an application's data directory).
  */
-static __always_inline bool nj_topdir_may_match(struct file *file)
+/* Open flags that may modify the file. */
+#define NJ_O_WRITE_INTENT (01 | 02 | 0100 | 01000) /* O_WRONLY O_RDWR O_CREAT O_TRUNC */
+
+static __always_inline bool nj_mode_allows(const __u8 *mode, bool writes)
+{
+	return mode && (*mode == NJ_PREFIX_ANY_ACCESS || writes);
+}
+
+static __always_inline bool nj_topdir_may_match(struct file *file, bool writes)
 {
 	struct qstr top;
 	struct nj_topdir_key key = {};
@@ -43,10 +51,10 @@ static __always_inline bool nj_topdir_may_match(struct file *file)
 	if (nj_top_component(__builtin_preserve_access_index(&file->f_path), &top) != 0)
 		return true;
 	bpf_probe_read_kernel_str(key.name, sizeof(key.name), top.name);
-	return bpf_map_lookup_elem(&nj_file_topdirs, &key) != NULL;
+	return nj_mode_allows(bpf_map_lookup_elem(&nj_file_topdirs, &key), writes);
 }
 
-static __always_inline bool nj_path_selected(const char *path)
+static __always_inline bool nj_path_selected(const char *path, bool writes)
 {
 	if (!nj_file_filter_enabled)
 		return true;
@@ -54,7 +62,7 @@ static __always_inline bool nj_path_selected(const char *path)
 	struct nj_prefix_key key = { .prefixlen = NJ_PREFIX_MAX * 8 };
 	/* The trie compares bits, so bytes past the NUL must not matter: copy the string only. */
 	bpf_probe_read_kernel_str(key.path, sizeof(key.path), path);
-	return bpf_map_lookup_elem(&nj_file_prefixes, &key) != NULL;
+	return nj_mode_allows(bpf_map_lookup_elem(&nj_file_prefixes, &key), writes);
 }
 
 /* openat(dfd, filename, flags, mode) and friends: the path argument index differs. */
@@ -66,14 +74,27 @@ static __always_inline int nj_open_exit(struct trace_event_raw_sys_exit *ctx, __
 	if (!nj_syscall_args(args))
 		return 0;
 
+	/* openat2 passes a struct open_how pointer: its flags and mode stand in for the args. */
+	__u64 open_flags = args[flags_arg & 7];
+	__u64 open_mode = args[(flags_arg + 1) & 7];
+	if (syscall == NJ_SYS_OPENAT2) {
+		struct open_how how = {};
+		bpf_probe_read_user(&how, sizeof(how), (void *)args[2]);
+		open_flags = how.flags;
+		open_mode = how.mode;
+	}
+	bool writes = open_flags & NJ_O_WRITE_INTENT;
+
 	struct file *file = ctx->ret >= 0 ? nj_file_from_fd(ctx->ret) : NULL;
-	if (file && nj_file_filter_enabled && !nj_topdir_may_match(file))
+	if (file && nj_file_filter_enabled && !nj_topdir_may_match(file, writes))
 		return 0;
 
 	struct nj_syscall_event *ev =
 		nj_begin_syscall_event(NJ_KIND_FILE_OPEN, syscall, ctx->ret, args, 1u << path_arg);
 	if (!ev)
 		return 0;
+	ev->args[flags_arg & 7] = open_flags;
+	ev->args[(flags_arg + 1) & 7] = open_mode;
 
 	__u32 flags = 0;
 	if (file) {
@@ -82,16 +103,9 @@ static __always_inline int nj_open_exit(struct trace_event_raw_sys_exit *ctx, __
 		flags = NJ_FLAG_PATH_AS_PASSED |
 			nj_read_user_str(ev->str0, args[path_arg & 7], NJ_FLAG_PATH_TRUNCATED);
 	}
-	if (!nj_path_selected(ev->str0))
+	if (!nj_path_selected(ev->str0, writes))
 		return 0;
 	ev->hdr.flags |= flags;
-	/* openat2 passes a struct open_how pointer: report its flags and mode instead. */
-	if (syscall == NJ_SYS_OPENAT2) {
-		struct open_how how = {};
-		bpf_probe_read_user(&how, sizeof(how), (void *)args[2]);
-		ev->args[2] = how.flags;
-		ev->args[3] = how.mode;
-	}
 	nj_submit(ev, sizeof(*ev), NJ_KIND_FILE_OPEN);
 	return 0;
 }

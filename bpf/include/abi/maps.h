@@ -30,13 +30,23 @@ struct nj_prefix_key {
 	char path[NJ_PREFIX_MAX];
 };
 
+/* Values of nj_file_prefixes and nj_file_topdirs entries. */
+enum nj_prefix_mode {
+	/* Report every open under the prefix. */
+	NJ_PREFIX_ANY_ACCESS = 1,
+	/* Report only opens that may write: O_WRONLY, O_RDWR, O_CREAT or O_TRUNC. */
+	NJ_PREFIX_WRITE_ONLY = 2,
+};
+
 /* Bytes of a top-level directory name kept in nj_file_topdirs keys (NUL included). */
 #define NJ_TOPDIR_MAX 16
 
 /*
  * Key of nj_file_topdirs: the first component of each file prefix ("etc" for "/etc/"), cut
  * to NJ_TOPDIR_MAX - 1 bytes and NUL-padded. An open whose resolved path starts with any other
- * top-level directory cannot match a prefix and is dropped before its full path is built.
+ * top-level directory cannot match a prefix and is dropped before its full path is built. The
+ * value is NJ_PREFIX_ANY_ACCESS when any prefix under that directory is, else
+ * NJ_PREFIX_WRITE_ONLY, so read-only opens there are dropped just as early.
  */
 struct nj_topdir_key {
 	char name[NJ_TOPDIR_MAX];

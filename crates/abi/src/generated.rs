@@ -393,6 +393,9 @@ impl Default for nj_prefix_key {
         }
     }
 }
+pub const NJ_PREFIX_ANY_ACCESS: nj_prefix_mode = 1;
+pub const NJ_PREFIX_WRITE_ONLY: nj_prefix_mode = 2;
+pub type nj_prefix_mode = ::core::ffi::c_uint;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct nj_topdir_key {

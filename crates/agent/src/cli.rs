@@ -57,9 +57,12 @@ pub struct AgentArgs {
     /// Hook groups to load (process is always on): process, file, privilege, system, network.
     #[arg(long, value_delimiter = ',')]
     pub groups: Vec<String>,
-    /// Report opens only under these path prefixes (repeatable; "/" reports every open).
+    /// Report every open under these path prefixes (repeatable; "/" reports every open).
     #[arg(long = "file-prefix")]
     pub file_prefixes: Vec<String>,
+    /// Report only opens that may write under these path prefixes (repeatable).
+    #[arg(long = "file-write-prefix")]
+    pub file_write_prefixes: Vec<String>,
     /// Only output events of these types (repeatable or comma-separated).
     #[arg(long = "type", value_delimiter = ',')]
     pub types: Vec<String>,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use nightjar_core::filter::EventFilter;
-use nightjar_loader::probes::DEFAULT_FILE_PREFIXES;
+use nightjar_loader::probes::{DEFAULT_FILE_PREFIXES, DEFAULT_FILE_WRITE_PREFIXES};
 use nightjar_loader::{Group, ProbeConfig};
 use serde::Deserialize;
 
@@ -43,6 +43,7 @@ pub struct FilterConfig {
 struct FileConfig {
     groups: Option<Vec<String>>,
     file_prefixes: Option<Vec<String>>,
+    file_write_prefixes: Option<Vec<String>>,
     ringbuf_bytes: Option<u32>,
     output: Option<String>,
     output_file: Option<PathBuf>,
@@ -57,6 +58,15 @@ fn read_file(path: &Path) -> Result<FileConfig> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_yaml::from_str(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// The flag's list when given, else the file's.
+fn pick(flags: &[String], file: &Option<Vec<String>>) -> Option<Vec<String>> {
+    if flags.is_empty() {
+        file.clone()
+    } else {
+        Some(flags.to_vec())
+    }
 }
 
 fn parse_groups(names: &[String]) -> Result<Vec<Group>> {
@@ -87,22 +97,27 @@ impl AgentConfig {
             probes.groups = parse_groups(&groups)?.into_iter().collect();
             probes.groups.insert(Group::Process);
         }
-        let prefixes = if !args.file_prefixes.is_empty() {
-            args.file_prefixes.clone()
-        } else {
-            file.file_prefixes.clone().unwrap_or_else(|| {
-                DEFAULT_FILE_PREFIXES
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect()
-            })
+        let defaults = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Flags replace the file's lists; a list given by neither keeps its default unless
+        // the other list was given (then only what was asked for is watched).
+        let (any, write) = match (
+            pick(&args.file_prefixes, &file.file_prefixes),
+            pick(&args.file_write_prefixes, &file.file_write_prefixes),
+        ) {
+            (None, None) => (
+                defaults(DEFAULT_FILE_PREFIXES),
+                defaults(DEFAULT_FILE_WRITE_PREFIXES),
+            ),
+            (any, write) => (any.unwrap_or_default(), write.unwrap_or_default()),
         };
         // "/" means every open: no in-kernel filter at all (cheaper than a trie lookup).
-        probes.file_prefixes = if prefixes.iter().any(|p| p == "/") {
-            Vec::new()
+        if any.iter().any(|p| p == "/") {
+            probes.file_prefixes = Vec::new();
+            probes.file_write_prefixes = Vec::new();
         } else {
-            prefixes
-        };
+            probes.file_prefixes = any;
+            probes.file_write_prefixes = write;
+        }
         if let Some(bytes) = args.ringbuf_bytes.or(file.ringbuf_bytes) {
             probes.ringbuf_bytes = bytes;
         }
@@ -165,7 +180,8 @@ mod tests {
         let c = AgentConfig::from_args(&args(&[])).unwrap();
         assert_eq!(c.output, OutputFormat::Json);
         assert_eq!(c.probes.groups.len(), Group::ALL.len());
-        assert!(c.probes.file_prefixes.contains(&"/etc/".to_string()));
+        assert!(c.probes.file_prefixes.contains(&"/etc/shadow".to_string()));
+        assert!(c.probes.file_write_prefixes.contains(&"/etc/".to_string()));
         assert_eq!(c.metrics_addr, Some(DEFAULT_METRICS_ADDR.parse().unwrap()));
     }
 
@@ -173,6 +189,14 @@ mod tests {
     fn root_prefix_means_every_open() {
         let c = AgentConfig::from_args(&args(&["--file-prefix", "/"])).unwrap();
         assert!(c.probes.file_prefixes.is_empty());
+        assert!(c.probes.file_write_prefixes.is_empty());
+    }
+
+    #[test]
+    fn one_list_given_replaces_both_defaults() {
+        let c = AgentConfig::from_args(&args(&["--file-write-prefix", "/srv/"])).unwrap();
+        assert!(c.probes.file_prefixes.is_empty());
+        assert_eq!(c.probes.file_write_prefixes, vec!["/srv/"]);
     }
 
     #[test]

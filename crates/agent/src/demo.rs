@@ -46,6 +46,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         no_metrics: true,
         groups: vec![],
         file_prefixes: vec![],
+        file_write_prefixes: vec![],
         types: vec![],
         binaries: vec![],
         pids: vec![],

@@ -34,8 +34,6 @@ pub mod loss {
     pub const RINGBUF_FULL: &str = "ringbuf_full";
     /// A ring-buffer record could not be decoded.
     pub const DECODE_ERROR: &str = "decode_error";
-    /// A sink's bounded queue was full.
-    pub const SINK_QUEUE_FULL: &str = "sink_queue_full";
 }
 
 /// Shared metrics of one agent. Cheap to update from any task.
@@ -80,7 +78,7 @@ impl Telemetry {
             r.register("events", "Events emitted, by type", t.events.clone());
             r.register(
                 "lost_events",
-                "Events lost, by reason (kernel ring buffer, decoding, sink queues)",
+                "Events lost, by reason (kernel ring buffer full, undecodable record)",
                 t.lost.clone(),
             );
             r.register(

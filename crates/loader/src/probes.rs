@@ -11,41 +11,64 @@ use aya::maps::HashMap as BpfHashMap;
 use aya::maps::{LpmTrie, MapData, PerCpuArray, RingBuf};
 use aya::programs::{RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
-use nightjar_abi::{nj_prefix_key, nj_topdir_key, NJ_PREFIX_MAX, NJ_TOPDIR_MAX};
+use nightjar_abi::{
+    nj_prefix_key, nj_topdir_key, NJ_PREFIX_ANY_ACCESS, NJ_PREFIX_MAX, NJ_PREFIX_WRITE_ONLY,
+    NJ_TOPDIR_MAX,
+};
 
 use crate::catalog::{self, Group, Hook, ProgramSpec};
 use crate::counters::KernelCounters;
 use crate::objects;
 
-/// Path prefixes whose opens are reported by default: credentials, system configuration,
-/// binaries and libraries, kernel interfaces, Kubernetes secrets. Chosen like Falco's and
-/// Tetragon's default file policies: what an attacker reads or tampers with.
+/// Path prefixes where every open is reported by default: secrets and credentials, boot and
+/// kernel memory, Kubernetes service-account tokens. Chosen like Falco's "read sensitive file"
+/// and Tetragon's file policies: what an attacker reads.
 pub const DEFAULT_FILE_PREFIXES: &[&str] = &[
-    "/etc/",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/sudoers",
+    "/etc/ssh/",
+    "/etc/pam.d/",
+    "/etc/security/",
+    "/etc/kubernetes/",
     "/root/",
     "/boot/",
+    "/var/run/secrets/",
+    "/run/secrets/",
+    "/var/lib/kubelet/",
+    "/dev/mem",
+    "/dev/kmem",
+    "/dev/port",
+];
+
+/// Path prefixes where only opens that may write are reported by default: system
+/// configuration, binaries and libraries, kernel tunables, cron. Every process start reads
+/// /etc/ld.so.cache and libc; only a change to them is news.
+pub const DEFAULT_FILE_WRITE_PREFIXES: &[&str] = &[
+    "/etc/",
     "/bin/",
     "/sbin/",
     "/usr/bin/",
     "/usr/sbin/",
     "/usr/lib/",
+    "/usr/local/bin/",
+    "/usr/local/sbin/",
     "/lib/",
-    "/var/run/secrets/",
-    "/run/secrets/",
-    "/var/lib/kubelet/",
+    "/lib64/",
     "/proc/sys/",
     "/sys/kernel/",
-    "/dev/mem",
-    "/dev/kmem",
-    "/home/",
+    "/var/spool/cron/",
 ];
 
 /// What to load.
 #[derive(Debug, Clone)]
 pub struct ProbeConfig {
     pub groups: BTreeSet<Group>,
-    /// Opens are reported only under these prefixes; empty means every open.
+    /// Every open under these prefixes is reported.
     pub file_prefixes: Vec<String>,
+    /// Only opens that may write (O_WRONLY, O_RDWR, O_CREAT, O_TRUNC) under these prefixes are
+    /// reported. When both lists are empty, every open is reported.
+    pub file_write_prefixes: Vec<String>,
     /// Ring-buffer size in bytes (a power of two, multiple of the page size).
     pub ringbuf_bytes: u32,
     /// The agent's own tgid: its syscalls are never reported.
@@ -57,6 +80,10 @@ impl Default for ProbeConfig {
         Self {
             groups: Group::ALL.into_iter().collect(),
             file_prefixes: DEFAULT_FILE_PREFIXES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            file_write_prefixes: DEFAULT_FILE_WRITE_PREFIXES
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
@@ -115,7 +142,8 @@ impl KernelProbes {
         config.validate()?;
         crate::features::ensure_kernel_filesystems().map_err(LoadError::Filesystem)?;
         let btf = Btf::from_sys_fs().map_err(|e| LoadError::NoBtf(e.to_string()))?;
-        let filter_enabled = u32::from(!config.file_prefixes.is_empty());
+        let filter_enabled =
+            u32::from(!config.file_prefixes.is_empty() || !config.file_write_prefixes.is_empty());
         let ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("nj_agent_tgid", &config.agent_tgid, true)
@@ -128,7 +156,7 @@ impl KernelProbes {
             attached: Vec::new(),
             failures: Vec::new(),
         };
-        probes.set_file_prefixes(&config.file_prefixes)?;
+        probes.set_file_prefixes(&config.file_prefixes, &config.file_write_prefixes)?;
         for spec in catalog::programs() {
             if config.groups.contains(&spec.group) {
                 probes.attach(spec)?;
@@ -153,12 +181,17 @@ impl KernelProbes {
             Hook::TracePoint { category, name } => {
                 let tp: &mut TracePoint = program.try_into().map_err(program_error)?;
                 tp.load().map_err(program_error)?;
-                tp.attach(category, name).map(drop)
+                // A program that cannot attach is unloaded: nothing idle stays in the kernel.
+                tp.attach(category, name).map(drop).inspect_err(|_| {
+                    let _ = tp.unload();
+                })
             }
             Hook::RawTracePoint { name } => {
                 let tp: &mut RawTracePoint = program.try_into().map_err(program_error)?;
                 tp.load().map_err(program_error)?;
-                tp.attach(name).map(drop)
+                tp.attach(name).map(drop).inspect_err(|_| {
+                    let _ = tp.unload();
+                })
             }
         };
         match result {
@@ -184,11 +217,22 @@ impl KernelProbes {
         &self.failures
     }
 
-    /// Replaces the file-open prefix filter. Takes effect for the next open.
+    /// Replaces the file-open prefix filter: `any_access` prefixes report every open,
+    /// `write_only` ones only opens that may write. Takes effect for the next open; where a
+    /// path is under both, the longer prefix decides.
     ///
-    /// An empty list disables reporting of opens only if the filter was enabled at load;
-    /// whether the filter is on at all is fixed at load time.
-    pub fn set_file_prefixes(&mut self, prefixes: &[String]) -> Result<(), LoadError> {
+    /// Empty lists report no opens only if the filter was enabled at load; whether the filter
+    /// is on at all is fixed at load time.
+    pub fn set_file_prefixes(
+        &mut self,
+        any_access: &[String],
+        write_only: &[String],
+    ) -> Result<(), LoadError> {
+        let entries: Vec<(&String, u8)> = any_access
+            .iter()
+            .map(|p| (p, NJ_PREFIX_ANY_ACCESS as u8))
+            .chain(write_only.iter().map(|p| (p, NJ_PREFIX_WRITE_ONLY as u8)))
+            .collect();
         let map = self
             .ebpf
             .map_mut("nj_file_prefixes")
@@ -199,16 +243,16 @@ impl KernelProbes {
         for key in old {
             let _ = trie.remove(&key);
         }
-        for prefix in prefixes {
+        for &(prefix, mode) in &entries {
             let (bits, bytes) = prefix_key(prefix)?;
-            trie.insert(&aya::maps::lpm_trie::Key::new(bits, bytes), 1, 0)
+            trie.insert(&aya::maps::lpm_trie::Key::new(bits, bytes), mode, 0)
                 .map_err(|e| map_error("nj_file_prefixes", e))?;
         }
-        self.set_top_dirs(prefixes)
+        self.set_top_dirs(&entries)
     }
 
     /// Fills the top-level directory pre-filter from the prefixes (see nj_topdir_key).
-    fn set_top_dirs(&mut self, prefixes: &[String]) -> Result<(), LoadError> {
+    fn set_top_dirs(&mut self, entries: &[(&String, u8)]) -> Result<(), LoadError> {
         let map = self
             .ebpf
             .map_mut("nj_file_topdirs")
@@ -219,8 +263,8 @@ impl KernelProbes {
         for key in old {
             let _ = dirs.remove(&key);
         }
-        for prefix in prefixes {
-            dirs.insert(top_dir_key(prefix)?, 1, 0)
+        for (key, mode) in top_dir_modes(entries)? {
+            dirs.insert(key, mode, 0)
                 .map_err(|e| map_error("nj_file_topdirs", e))?;
         }
         Ok(())
@@ -265,8 +309,24 @@ fn prefix_key(prefix: &str) -> Result<(u32, [u8; NJ_PREFIX_MAX as usize]), LoadE
     Ok((bytes.len() as u32 * 8, data))
 }
 
+type TopDirKey = [u8; NJ_TOPDIR_MAX as usize];
+
+/// Each top-level directory with the most permissive mode of the prefixes under it.
+fn top_dir_modes(entries: &[(&String, u8)]) -> Result<Vec<(TopDirKey, u8)>, LoadError> {
+    let mut modes: Vec<(TopDirKey, u8)> = Vec::new();
+    for &(prefix, mode) in entries {
+        let key = top_dir_key(prefix)?;
+        match modes.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, m)) if mode == NJ_PREFIX_ANY_ACCESS as u8 => *m = mode,
+            Some(_) => {}
+            None => modes.push((key, mode)),
+        }
+    }
+    Ok(modes)
+}
+
 /// The first component of a prefix ("etc" for "/etc/"), cut as the kernel cuts names.
-fn top_dir_key(prefix: &str) -> Result<[u8; NJ_TOPDIR_MAX as usize], LoadError> {
+fn top_dir_key(prefix: &str) -> Result<TopDirKey, LoadError> {
     let rest = prefix.strip_prefix('/').unwrap_or(prefix);
     let Some((top, _)) = rest.split_once('/') else {
         return Err(LoadError::Config(format!(
@@ -297,7 +357,11 @@ impl ProbeConfig {
 }
 
 fn validate(config: &ProbeConfig) -> Result<(), LoadError> {
-    for prefix in &config.file_prefixes {
+    for prefix in config
+        .file_prefixes
+        .iter()
+        .chain(&config.file_write_prefixes)
+    {
         prefix_key(prefix)?;
         top_dir_key(prefix)?;
     }
@@ -370,6 +434,24 @@ mod tests {
         assert!(prefix_key("etc").is_err());
         assert!(prefix_key("").is_err());
         assert!(prefix_key(&format!("/{}", "a".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn top_dir_modes_take_the_most_permissive() {
+        let etc = "/etc/".to_string();
+        let shadow = "/etc/shadow".to_string();
+        let usr = "/usr/lib/".to_string();
+        let any = NJ_PREFIX_ANY_ACCESS as u8;
+        let write = NJ_PREFIX_WRITE_ONLY as u8;
+        let modes = top_dir_modes(&[(&etc, write), (&shadow, any), (&usr, write)]).unwrap();
+        assert_eq!(modes.len(), 2);
+        assert_eq!(modes[0], (top_dir_key("/etc/").unwrap(), any));
+        assert_eq!(modes[1], (top_dir_key("/usr/").unwrap(), write));
+    }
+
+    #[test]
+    fn default_prefixes_are_valid() {
+        assert!(validate(&ProbeConfig::default()).is_ok());
     }
 
     #[test]

@@ -13,6 +13,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Kernel tests run one at a time even under a parallel test runner: each loads the whole
+/// agent, and the detach test counts every program named nj_* on the machine.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 pub fn cgroup2_root() -> PathBuf {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     for line in mountinfo.lines() {
