@@ -215,3 +215,42 @@ fn resolves_own_cgroup_on_the_real_mount() {
         .expect("own cgroup resolves");
     assert_eq!(info.cgroup, own);
 }
+
+#[test]
+fn learns_a_new_cgroup_from_a_process_without_walking() {
+    let dir = tree();
+    let mut r = resolver(dir.path());
+    // Known-missing first, so only learning (never a throttled walk) can find it.
+    let fresh = dir.path().join("system.slice/fresh.service");
+    fs::create_dir(&fresh).expect("mkdir");
+    let id = ino(&fresh);
+    assert!(!r.knows(id));
+
+    // A fake /proc where pid 42 reports that cgroup, pid 43 another one.
+    let proc_root = tempfile::tempdir().expect("tempdir");
+    for (pid, path) in [(42, "/system.slice/fresh.service"), (43, "/user.slice")] {
+        let piddir = proc_root.path().join(pid.to_string());
+        fs::create_dir(&piddir).expect("mkdir");
+        fs::write(piddir.join("cgroup"), format!("0::{path}\n")).expect("write");
+    }
+    let rescans = r.stats().rescans;
+    assert!(
+        !r.learn_from_pid(id, 43, proc_root.path()),
+        "pid 43 is elsewhere"
+    );
+    assert!(
+        !r.learn_from_pid(id, 44, proc_root.path()),
+        "pid 44 does not exist"
+    );
+    assert!(r.learn_from_pid(id, 42, proc_root.path()));
+    assert!(r.knows(id));
+    assert_eq!(
+        r.resolve(id, secs(0.0)).as_deref(),
+        Some("/system.slice/fresh.service")
+    );
+    assert_eq!(
+        r.stats().rescans,
+        rescans,
+        "learning must not walk the tree"
+    );
+}
