@@ -416,3 +416,98 @@ fn sock_body(ev: &nj_sock_event) -> Result<EventBody, ConvertError> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records of every kind with random contents (valid header, right size) must convert or
+    /// fail with an error, never panic: the kernel side is trusted for layout, not content.
+    #[test]
+    fn random_record_contents_never_panic() {
+        let sizes = [
+            (NJ_KIND_PROCESS_EXEC, core::mem::size_of::<nj_exec_event>()),
+            (NJ_KIND_PROCESS_FORK, core::mem::size_of::<nj_fork_event>()),
+            (NJ_KIND_PROCESS_EXIT, core::mem::size_of::<nj_exit_event>()),
+            (NJ_KIND_SOCK_CONNECT, core::mem::size_of::<nj_sock_event>()),
+            (NJ_KIND_SOCK_LISTEN, core::mem::size_of::<nj_sock_event>()),
+        ];
+        let syscall_kinds = [
+            NJ_KIND_FILE_OPEN,
+            NJ_KIND_FILE_UNLINK,
+            NJ_KIND_FILE_RENAME,
+            NJ_KIND_FILE_CHMOD,
+            NJ_KIND_FILE_CHOWN,
+            NJ_KIND_CRED_CHANGE,
+            NJ_KIND_PTRACE,
+            NJ_KIND_KILL,
+            NJ_KIND_MOUNT,
+            NJ_KIND_UMOUNT,
+            NJ_KIND_MODULE_LOAD,
+            NJ_KIND_BPF,
+            NJ_KIND_MEMFD_CREATE,
+            NJ_KIND_NAMESPACE,
+        ];
+        let all = sizes.into_iter().chain(
+            syscall_kinds
+                .into_iter()
+                .map(|k| (k, core::mem::size_of::<nj_syscall_event>())),
+        );
+        let mut converter = Converter::new(BootClock::with_offset(0), Arc::from("n"));
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut converted = 0;
+        for (kind, size) in all {
+            for round in 0..200 {
+                let mut bytes = vec![0u8; size];
+                for b in bytes.iter_mut() {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    *b = seed as u8;
+                }
+                bytes[0..2].copy_from_slice(&(kind as u16).to_ne_bytes());
+                bytes[2..4].copy_from_slice(&(size as u16).to_ne_bytes());
+                // Half the rounds use a valid syscall id so the body conversion runs.
+                if round % 2 == 0 && size == core::mem::size_of::<nj_syscall_event>() {
+                    let id = [NJ_SYS_OPENAT, NJ_SYS_FCHOWNAT, NJ_SYS_TGKILL, NJ_SYS_SETNS]
+                        [(round / 2) % 4];
+                    let at = core::mem::offset_of!(nj_syscall_event, syscall);
+                    bytes[at..at + 4].copy_from_slice(&id.to_ne_bytes());
+                }
+                if converter.convert(&bytes).is_ok() {
+                    converted += 1;
+                }
+            }
+        }
+        assert!(converted > 0, "no random record converted at all");
+    }
+
+    #[test]
+    fn exit_status_decoding() {
+        let mut ev = nj_exit_event::default();
+        ev.exit_code = 3 << 8;
+        match exit_body(&ev) {
+            EventBody::ProcessExit {
+                exit_code, signal, ..
+            } => {
+                assert_eq!(exit_code, Some(3));
+                assert_eq!(signal, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        ev.exit_code = 9 | 0x80;
+        match exit_body(&ev) {
+            EventBody::ProcessExit {
+                exit_code,
+                signal,
+                core_dumped,
+                ..
+            } => {
+                assert_eq!(exit_code, None);
+                assert_eq!(signal, Some("SIGKILL"));
+                assert!(core_dumped);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
