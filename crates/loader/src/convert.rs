@@ -484,8 +484,10 @@ mod tests {
 
     #[test]
     fn exit_status_decoding() {
-        let mut ev = nj_exit_event::default();
-        ev.exit_code = 3 << 8;
+        let mut ev = nj_exit_event {
+            exit_code: 3 << 8,
+            ..Default::default()
+        };
         match exit_body(&ev) {
             EventBody::ProcessExit {
                 exit_code, signal, ..
