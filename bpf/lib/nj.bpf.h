@@ -49,6 +49,7 @@ union nj_any_event {
 	struct nj_sock_event sock;
 	struct nj_fork_event fork;
 	struct nj_exit_event exit;
+	struct nj_cgroup_event cgroup;
 };
 
 struct {

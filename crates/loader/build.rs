@@ -11,6 +11,7 @@ use std::process::Command;
 /// Hook families linked into nightjar.bpf.o, in link order.
 const FAMILIES: &[&str] = &[
     "process/process",
+    "process/cgroup",
     "file/file",
     "sys/privilege",
     "sys/system",

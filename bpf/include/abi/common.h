@@ -43,6 +43,8 @@ enum nj_event_kind {
 	NJ_KIND_SOCK_BIND = 42,
 	NJ_KIND_SOCK_LISTEN = 43,
 
+	NJ_KIND_CGROUP_MKDIR = 50,
+
 	/* One past the largest kind; sizes the per-kind loss counters. */
 	NJ_KIND_MAX = 64,
 };

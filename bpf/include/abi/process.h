@@ -66,4 +66,18 @@ struct nj_exit_event {
 	char comm[NJ_COMM_LEN];
 };
 
+/*
+ * NJ_KIND_CGROUP_MKDIR: a cgroup v2 directory was created (cgroup/cgroup_mkdir). Lets userspace
+ * name a new cgroup id before the first process in it does anything, without a tree walk.
+ */
+struct nj_cgroup_event {
+	struct nj_event_header hdr;
+	/* Id (inode) of the new cgroup and its depth below the root. */
+	__u64 id;
+	__u32 level;
+	__u32 _pad0;
+	/* Path relative to the cgroup2 mount, as /proc/<pid>/cgroup shows it. */
+	char path[NJ_PATH_MAX];
+};
+
 #endif

@@ -45,6 +45,7 @@ pub const NJ_KIND_SOCK_CONNECT: nj_event_kind = 40;
 pub const NJ_KIND_SOCK_ACCEPT: nj_event_kind = 41;
 pub const NJ_KIND_SOCK_BIND: nj_event_kind = 42;
 pub const NJ_KIND_SOCK_LISTEN: nj_event_kind = 43;
+pub const NJ_KIND_CGROUP_MKDIR: nj_event_kind = 50;
 pub const NJ_KIND_MAX: nj_event_kind = 64;
 pub type nj_event_kind = ::core::ffi::c_uint;
 pub const NJ_FLAG_ARGS_TRUNCATED: nj_event_flags = 1;
@@ -209,6 +210,39 @@ const _: () = {
     ["Offset of field: nj_exit_event::comm"]
         [::core::mem::offset_of!(nj_exit_event, comm) - 48usize];
 };
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nj_cgroup_event {
+    pub hdr: nj_event_header,
+    pub id: __u64,
+    pub level: __u32,
+    pub _pad0: __u32,
+    pub path: [::core::ffi::c_char; 256usize],
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nj_cgroup_event"][::core::mem::size_of::<nj_cgroup_event>() - 304usize];
+    ["Alignment of nj_cgroup_event"][::core::mem::align_of::<nj_cgroup_event>() - 8usize];
+    ["Offset of field: nj_cgroup_event::hdr"]
+        [::core::mem::offset_of!(nj_cgroup_event, hdr) - 0usize];
+    ["Offset of field: nj_cgroup_event::id"]
+        [::core::mem::offset_of!(nj_cgroup_event, id) - 32usize];
+    ["Offset of field: nj_cgroup_event::level"]
+        [::core::mem::offset_of!(nj_cgroup_event, level) - 40usize];
+    ["Offset of field: nj_cgroup_event::_pad0"]
+        [::core::mem::offset_of!(nj_cgroup_event, _pad0) - 44usize];
+    ["Offset of field: nj_cgroup_event::path"]
+        [::core::mem::offset_of!(nj_cgroup_event, path) - 48usize];
+};
+impl Default for nj_cgroup_event {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
 pub const NJ_SYS_OPEN: nj_syscall_id = 1;
 pub const NJ_SYS_OPENAT: nj_syscall_id = 2;
 pub const NJ_SYS_OPENAT2: nj_syscall_id = 3;

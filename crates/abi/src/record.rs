@@ -73,6 +73,9 @@ unsafe impl Record for nj_sock_event {
         NJ_KIND_SOCK_LISTEN,
     ];
 }
+unsafe impl Record for nj_cgroup_event {
+    const KINDS: &'static [u32] = &[NJ_KIND_CGROUP_MKDIR];
+}
 unsafe impl Record for nj_event_header {
     const KINDS: &'static [u32] = &[];
 }
@@ -85,6 +88,7 @@ pub enum RawRecord {
     Exit(nj_exit_event),
     Syscall(Box<nj_syscall_event>),
     Sock(Box<nj_sock_event>),
+    Cgroup(Box<nj_cgroup_event>),
 }
 
 impl RawRecord {
@@ -95,6 +99,7 @@ impl RawRecord {
             RawRecord::Exit(r) => &r.hdr,
             RawRecord::Syscall(r) => &r.hdr,
             RawRecord::Sock(r) => &r.hdr,
+            RawRecord::Cgroup(r) => &r.hdr,
         }
     }
 }
@@ -140,6 +145,8 @@ pub fn decode(bytes: &[u8]) -> Result<RawRecord, DecodeError> {
         )?)))
     } else if in_kinds(nj_sock_event::KINDS) {
         Ok(RawRecord::Sock(Box::new(read_exact(header.kind, bytes)?)))
+    } else if in_kinds(nj_cgroup_event::KINDS) {
+        Ok(RawRecord::Cgroup(Box::new(read_exact(header.kind, bytes)?)))
     } else {
         Err(DecodeError::UnknownKind { kind: header.kind })
     }
@@ -175,6 +182,7 @@ mod tests {
             size_of::<nj_syscall_event>(),
             size_of::<nj_sock_event>(),
             size_of::<nj_sockaddr>(),
+            size_of::<nj_cgroup_event>(),
         ] {
             assert_eq!(size % 8, 0, "size {size} is not a multiple of 8");
         }

@@ -76,6 +76,13 @@ fn process_exec_fork_exit_with_ancestry_and_cgroup() {
     let cgroup_name = cg.path.file_name().unwrap().to_string_lossy();
     assert_eq!(exec["container"]["runtime"], "host");
     assert_eq!(exec["container"]["cgroup"], format!("/{cgroup_name}"));
+    // The cgroup's creation was reported, naming its id and path.
+    let mkdir = events
+        .iter()
+        .find(|e| e["type"] == "cgroup_mkdir" && e["new_cgroup_id"] == cg.id)
+        .expect("cgroup_mkdir for the test cgroup");
+    assert_eq!(mkdir["path"], format!("/{cgroup_name}"));
+    assert_eq!(mkdir["pid"], std::process::id());
 
     // exit with a code.
     let exit = one(&events, "process_exit", exec_pid);

@@ -275,6 +275,12 @@ pub enum EventBody {
     SockAccept(SockOp),
     SockBind(SockOp),
     SockListen(SockOp),
+    /// A cgroup v2 directory was created (container runtimes do this before a container
+    /// starts). `new_cgroup_id` names it; the event's own `cgroup_id` is the creator's.
+    CgroupMkdir {
+        new_cgroup_id: u64,
+        path: String,
+    },
 }
 
 /// A socket syscall with the addresses involved.
@@ -321,6 +327,7 @@ impl EventBody {
         "sock_accept",
         "sock_bind",
         "sock_listen",
+        "cgroup_mkdir",
     ];
 
     pub fn type_name(&self) -> &'static str {
@@ -346,6 +353,7 @@ impl EventBody {
             EventBody::SockAccept(_) => "sock_accept",
             EventBody::SockBind(_) => "sock_bind",
             EventBody::SockListen(_) => "sock_listen",
+            EventBody::CgroupMkdir { .. } => "cgroup_mkdir",
         }
     }
 }

@@ -187,10 +187,17 @@ impl CgroupResolver {
         if self.id_of_path(path) != Some(id) {
             return false;
         }
+        self.learn(id, path);
+        true
+    }
+
+    /// Records that cgroup `id` is at `path` (relative to the mount), as the kernel said when
+    /// it created it (the cgroup_mkdir tracepoint). Trusted as given: no stat.
+    pub fn learn(&mut self, id: u64, path: &str) {
         self.paths.put(id, Arc::from(path));
+        self.containers.pop(&id);
         self.unknown.pop(&id);
         self.pending.remove(&id);
-        true
     }
 
     /// Container context of cgroup `id`, parsed once per id and shared; `None` when the id

@@ -107,6 +107,10 @@ impl Enricher {
             EventBody::ProcessExit { start_time_ns, .. } => {
                 self.processes.on_exit(pid, *start_time_ns, now);
             }
+            EventBody::CgroupMkdir {
+                new_cgroup_id,
+                path,
+            } => self.cgroups.learn(*new_cgroup_id, path),
             _ => {}
         }
 

@@ -8,7 +8,7 @@ use std::fmt;
 /// A set of hooks enabled or disabled together from the command line or config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Group {
-    /// exec, fork, exit: always on (the process cache depends on them).
+    /// exec, fork, exit and cgroup creation: always on (attribution depends on them).
     Process,
     /// open, unlink, rename, chmod, chown.
     File,
@@ -148,6 +148,14 @@ pub fn programs() -> Vec<ProgramSpec> {
             },
             group: Group::Process,
         },
+        ProgramSpec {
+            program: "nj_cgroup_mkdir".into(),
+            hook: Hook::TracePoint {
+                category: "cgroup",
+                name: "cgroup_mkdir".into(),
+            },
+            group: Group::Process,
+        },
     ];
     for (syscall, group) in SYSCALLS {
         specs.push(ProgramSpec {
@@ -169,7 +177,7 @@ mod tests {
     #[test]
     fn names_follow_the_convention() {
         let specs = programs();
-        assert_eq!(specs.len(), 3 + SYSCALLS.len());
+        assert_eq!(specs.len(), 4 + SYSCALLS.len());
         let openat = specs
             .iter()
             .find(|s| s.program == "nj_exit_openat")

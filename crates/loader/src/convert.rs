@@ -55,6 +55,7 @@ pub fn kind_type_name(kind: u32) -> Option<&'static str> {
         NJ_KIND_SOCK_ACCEPT => "sock_accept",
         NJ_KIND_SOCK_BIND => "sock_bind",
         NJ_KIND_SOCK_LISTEN => "sock_listen",
+        NJ_KIND_CGROUP_MKDIR => "cgroup_mkdir",
         _ => return None,
     })
 }
@@ -199,6 +200,10 @@ impl Converter {
             RawRecord::Exit(ev) => exit_body(&ev),
             RawRecord::Syscall(ev) => syscall_body(&ev)?,
             RawRecord::Sock(ev) => sock_body(&ev)?,
+            RawRecord::Cgroup(ev) => EventBody::CgroupMkdir {
+                new_cgroup_id: ev.id,
+                path: string(&ev.path),
+            },
         };
         Ok(Event {
             time: self.clock.rfc3339(hdr.ktime_ns),
@@ -431,6 +436,10 @@ mod tests {
             (NJ_KIND_PROCESS_EXIT, core::mem::size_of::<nj_exit_event>()),
             (NJ_KIND_SOCK_CONNECT, core::mem::size_of::<nj_sock_event>()),
             (NJ_KIND_SOCK_LISTEN, core::mem::size_of::<nj_sock_event>()),
+            (
+                NJ_KIND_CGROUP_MKDIR,
+                core::mem::size_of::<nj_cgroup_event>(),
+            ),
         ];
         let syscall_kinds = [
             NJ_KIND_FILE_OPEN,
