@@ -16,6 +16,7 @@ const FAMILIES: &[&str] = &[
     "sys/privilege",
     "sys/system",
     "net/socket",
+    "net/tc_flow",
 ];
 
 /// Standalone objects: loaded one by one (feature probes may fail to load on some kernels).

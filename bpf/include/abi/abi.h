@@ -7,5 +7,6 @@
 #include "process.h"
 #include "syscall.h"
 #include "maps.h"
+#include "flow.h"
 
 #endif

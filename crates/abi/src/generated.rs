@@ -16,6 +16,14 @@ pub const NJ_UNIX_PATH_MAX: u32 = 108;
 pub const NJ_LOST_BY_KIND_MAP: &[u8; 16] = b"nj_lost_by_kind\0";
 pub const NJ_PREFIX_MAX: u32 = 64;
 pub const NJ_TOPDIR_MAX: u32 = 16;
+pub const NJ_FLOW_INGRESS: u32 = 0;
+pub const NJ_FLOW_EGRESS: u32 = 1;
+pub const NJ_TCP_FIN: u32 = 1;
+pub const NJ_TCP_SYN: u32 = 2;
+pub const NJ_TCP_RST: u32 = 4;
+pub const NJ_TCP_PSH: u32 = 8;
+pub const NJ_TCP_ACK: u32 = 16;
+pub const NJ_TCP_URG: u32 = 32;
 pub type __u8 = ::core::ffi::c_uchar;
 pub type __u16 = ::core::ffi::c_ushort;
 pub type __u32 = ::core::ffi::c_uint;
@@ -440,4 +448,64 @@ const _: () = {
     ["Size of nj_topdir_key"][::core::mem::size_of::<nj_topdir_key>() - 16usize];
     ["Alignment of nj_topdir_key"][::core::mem::align_of::<nj_topdir_key>() - 1usize];
     ["Offset of field: nj_topdir_key::name"][::core::mem::offset_of!(nj_topdir_key, name) - 0usize];
+};
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct nj_flow_key {
+    pub saddr: [__u8; 16usize],
+    pub daddr: [__u8; 16usize],
+    pub sport: __u16,
+    pub dport: __u16,
+    pub family: __u8,
+    pub protocol: __u8,
+    pub direction: __u8,
+    pub _pad0: __u8,
+    pub ifindex: __u32,
+    pub _pad1: __u32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nj_flow_key"][::core::mem::size_of::<nj_flow_key>() - 48usize];
+    ["Alignment of nj_flow_key"][::core::mem::align_of::<nj_flow_key>() - 4usize];
+    ["Offset of field: nj_flow_key::saddr"][::core::mem::offset_of!(nj_flow_key, saddr) - 0usize];
+    ["Offset of field: nj_flow_key::daddr"][::core::mem::offset_of!(nj_flow_key, daddr) - 16usize];
+    ["Offset of field: nj_flow_key::sport"][::core::mem::offset_of!(nj_flow_key, sport) - 32usize];
+    ["Offset of field: nj_flow_key::dport"][::core::mem::offset_of!(nj_flow_key, dport) - 34usize];
+    ["Offset of field: nj_flow_key::family"]
+        [::core::mem::offset_of!(nj_flow_key, family) - 36usize];
+    ["Offset of field: nj_flow_key::protocol"]
+        [::core::mem::offset_of!(nj_flow_key, protocol) - 37usize];
+    ["Offset of field: nj_flow_key::direction"]
+        [::core::mem::offset_of!(nj_flow_key, direction) - 38usize];
+    ["Offset of field: nj_flow_key::_pad0"][::core::mem::offset_of!(nj_flow_key, _pad0) - 39usize];
+    ["Offset of field: nj_flow_key::ifindex"]
+        [::core::mem::offset_of!(nj_flow_key, ifindex) - 40usize];
+    ["Offset of field: nj_flow_key::_pad1"][::core::mem::offset_of!(nj_flow_key, _pad1) - 44usize];
+};
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct nj_flow_stats {
+    pub packets: __u64,
+    pub bytes: __u64,
+    pub first_ns: __u64,
+    pub last_ns: __u64,
+    pub tcp_flags: __u32,
+    pub _pad0: __u32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nj_flow_stats"][::core::mem::size_of::<nj_flow_stats>() - 40usize];
+    ["Alignment of nj_flow_stats"][::core::mem::align_of::<nj_flow_stats>() - 8usize];
+    ["Offset of field: nj_flow_stats::packets"]
+        [::core::mem::offset_of!(nj_flow_stats, packets) - 0usize];
+    ["Offset of field: nj_flow_stats::bytes"]
+        [::core::mem::offset_of!(nj_flow_stats, bytes) - 8usize];
+    ["Offset of field: nj_flow_stats::first_ns"]
+        [::core::mem::offset_of!(nj_flow_stats, first_ns) - 16usize];
+    ["Offset of field: nj_flow_stats::last_ns"]
+        [::core::mem::offset_of!(nj_flow_stats, last_ns) - 24usize];
+    ["Offset of field: nj_flow_stats::tcp_flags"]
+        [::core::mem::offset_of!(nj_flow_stats, tcp_flags) - 32usize];
+    ["Offset of field: nj_flow_stats::_pad0"]
+        [::core::mem::offset_of!(nj_flow_stats, _pad0) - 36usize];
 };

@@ -75,6 +75,15 @@ pub struct AgentArgs {
     /// Only output events from containers with this id prefix ("host" for the host).
     #[arg(long = "container")]
     pub containers: Vec<String>,
+    /// Account network flows on this interface with TC ingress and egress (repeatable).
+    #[arg(long = "tc-interface")]
+    pub tc_interfaces: Vec<String>,
+    /// Report and forget a flow after this many seconds without packets.
+    #[arg(long)]
+    pub flow_idle_timeout: Option<u64>,
+    /// Report long flows (cumulative counters) this often, in seconds.
+    #[arg(long)]
+    pub flow_report_interval: Option<u64>,
     /// Ring-buffer size in bytes (power of two).
     #[arg(long)]
     pub ringbuf_bytes: Option<u32>,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use nightjar_core::filter::EventFilter;
+use nightjar_loader::flows::FlowTimers;
 use nightjar_loader::probes::{DEFAULT_FILE_PREFIXES, DEFAULT_FILE_WRITE_PREFIXES};
 use nightjar_loader::{Group, ProbeConfig};
 use serde::Deserialize;
@@ -22,6 +23,9 @@ pub struct AgentConfig {
     pub metrics_addr: Option<SocketAddr>,
     pub filter: EventFilter,
     pub duration: Option<std::time::Duration>,
+    /// Interfaces with TC flow accounting.
+    pub tc_interfaces: Vec<String>,
+    pub flow_timers: FlowTimers,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -50,6 +54,10 @@ struct FileConfig {
     metrics_addr: Option<SocketAddr>,
     #[serde(default)]
     filter: FilterConfig,
+    #[serde(default)]
+    tc_interfaces: Vec<String>,
+    flow_idle_timeout_secs: Option<u64>,
+    flow_report_interval_secs: Option<u64>,
 }
 
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
@@ -148,6 +156,16 @@ impl AgentConfig {
             &filter.containers,
         )?;
         probes.validate()?;
+        let mut flow_timers = FlowTimers::default();
+        if let Some(secs) = args.flow_idle_timeout.or(file.flow_idle_timeout_secs) {
+            flow_timers.idle_timeout = std::time::Duration::from_secs(secs);
+        }
+        if let Some(secs) = args.flow_report_interval.or(file.flow_report_interval_secs) {
+            if secs == 0 {
+                bail!("flow report interval must be at least 1 second");
+            }
+            flow_timers.report_interval = std::time::Duration::from_secs(secs);
+        }
         Ok(Self {
             probes,
             output,
@@ -155,6 +173,12 @@ impl AgentConfig {
             metrics_addr,
             filter,
             duration: args.duration.map(std::time::Duration::from_secs),
+            tc_interfaces: if args.tc_interfaces.is_empty() {
+                file.tc_interfaces
+            } else {
+                args.tc_interfaces.clone()
+            },
+            flow_timers,
         })
     }
 }

@@ -51,6 +51,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         binaries: vec![],
         pids: vec![],
         containers: vec![],
+        tc_interfaces: vec![],
+        flow_idle_timeout: None,
+        flow_report_interval: None,
         ringbuf_bytes: None,
         duration: None,
     };

@@ -101,6 +101,15 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     }
     let ring = probes.take_ring_buffer()?;
     let mut counters = probes.take_counters()?;
+    let clock = BootClock::now();
+    let node = node_name();
+    let flow_table = if config.tc_interfaces.is_empty() {
+        None
+    } else {
+        let names = probes.attach_tc(&config.tc_interfaces)?;
+        tracing::info!(interfaces = ?config.tc_interfaces, "TC flow accounting attached");
+        Some(probes.take_flow_table(names, config.flow_timers, clock, node.clone())?)
+    };
 
     // Seed after attaching: a process is either in /proc now or its exec comes as an event.
     let started = Instant::now();
@@ -129,7 +138,9 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     }
 
     let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
-    let converter = Converter::new(BootClock::now(), node_name());
+    let flows =
+        flow_table.map(|table| tokio::spawn(poll_flows(table, tx.clone(), shutdown_rx.clone())));
+    let converter = Converter::new(clock, node);
     let drain = tokio::spawn(nightjar_loader::ringbuf::drain(
         ring,
         converter,
@@ -167,8 +178,40 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     drop(probes);
     let _ = shutdown_tx.send(true);
     drain.await.context("ring-buffer drain task")??;
+    if let Some(flows) = flows {
+        flows.await.context("flow poller task")?;
+    }
     pipeline_task.await.context("pipeline task")?;
     counters.report(&telemetry);
     tracing::info!("Nightjar agent stopped");
     Ok(())
+}
+
+/// How often the kernel flow table is read.
+const FLOW_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Reads the flow table every second; at shutdown reports every flow left.
+async fn poll_flows(
+    mut table: nightjar_loader::flows::FlowTable,
+    output: mpsc::Sender<nightjar_core::pipeline::Batch>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(FLOW_POLL_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let batch = table.poll(nightjar_core::time::boottime_ns());
+                if !batch.is_empty() && output.send(batch).await.is_err() {
+                    return;
+                }
+            }
+            _ = shutdown.changed() => {
+                let batch = table.flush(nightjar_core::time::boottime_ns());
+                if !batch.is_empty() {
+                    let _ = output.send(batch).await;
+                }
+                return;
+            }
+        }
+    }
 }

@@ -281,6 +281,40 @@ pub enum EventBody {
         new_cgroup_id: u64,
         path: String,
     },
+    /// A network flow as one interface saw it in one direction (TC accounting).
+    Flow(Box<FlowRecord>),
+}
+
+/// One end of a flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowEndpoint {
+    pub addr: IpAddr,
+    /// Port; for ICMP the type (high byte) and code (low byte).
+    pub port: u16,
+}
+
+/// A flow log record, in the spirit of Hubble's flows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowRecord {
+    /// Why it is reported now: `end` (FIN/RST), `idle`, `periodic` (a long flow, cumulative
+    /// counters) or `agent_stop`.
+    pub reason: &'static str,
+    pub interface: String,
+    /// `ingress` or `egress`, as the interface sees it.
+    pub direction: &'static str,
+    /// `tcp`, `udp`, `icmp`, `icmpv6` or `other`.
+    pub protocol: &'static str,
+    pub source: FlowEndpoint,
+    pub destination: FlowEndpoint,
+    pub packets: u64,
+    /// Frame bytes as TC sees them (link-layer header included).
+    pub bytes: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tcp_flags: Vec<&'static str>,
+    pub first_seen: String,
+    pub last_seen: String,
+    /// `forwarded` (the accounting programs never drop).
+    pub verdict: &'static str,
 }
 
 /// A socket syscall with the addresses involved.
@@ -328,6 +362,7 @@ impl EventBody {
         "sock_bind",
         "sock_listen",
         "cgroup_mkdir",
+        "flow",
     ];
 
     pub fn type_name(&self) -> &'static str {
@@ -354,6 +389,7 @@ impl EventBody {
             EventBody::SockBind(_) => "sock_bind",
             EventBody::SockListen(_) => "sock_listen",
             EventBody::CgroupMkdir { .. } => "cgroup_mkdir",
+            EventBody::Flow(_) => "flow",
         }
     }
 }

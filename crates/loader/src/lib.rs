@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod convert;
 pub mod counters;
 pub mod features;
+pub mod flows;
 mod names;
 mod objects;
 pub mod probes;

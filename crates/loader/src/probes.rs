@@ -270,6 +270,75 @@ impl KernelProbes {
         Ok(())
     }
 
+    /// Attaches the TC flow-accounting programs to ingress and egress of each interface
+    /// (tcx links on kernels >= 6.6, appended after programs already there; a clsact qdisc
+    /// and netlink filters otherwise). Returns ifindex -> name for the flow table.
+    pub fn attach_tc(
+        &mut self,
+        interfaces: &[String],
+    ) -> Result<std::collections::HashMap<u32, std::sync::Arc<str>>, LoadError> {
+        let mut names = std::collections::HashMap::new();
+        if interfaces.is_empty() {
+            return Ok(names);
+        }
+        let tcx = aya::util::KernelVersion::current()
+            .map(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
+            .unwrap_or(false);
+        for iface in interfaces {
+            let c_name = std::ffi::CString::new(iface.as_str()).map_err(|_| {
+                LoadError::Config(format!("interface name {iface:?} has a NUL byte"))
+            })?;
+            // SAFETY: a valid NUL-terminated name.
+            let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+            if index == 0 {
+                return Err(LoadError::Config(format!("unknown interface {iface:?}")));
+            }
+            names.insert(index, std::sync::Arc::from(iface.as_str()));
+            if !tcx {
+                // An existing clsact qdisc is fine (EEXIST); it is never replaced.
+                let _ = aya::programs::tc::qdisc_add_clsact(iface);
+            }
+        }
+        for (program, attach_type) in [
+            ("nj_tc_ingress", aya::programs::TcAttachType::Ingress),
+            ("nj_tc_egress", aya::programs::TcAttachType::Egress),
+        ] {
+            let program_error = |source| LoadError::Program {
+                name: program.into(),
+                source,
+            };
+            let prog: &mut aya::programs::SchedClassifier = self
+                .ebpf
+                .program_mut(program)
+                .ok_or_else(|| missing_map("programs"))?
+                .try_into()
+                .map_err(program_error)?;
+            prog.load().map_err(program_error)?;
+            for iface in interfaces {
+                prog.attach(iface, attach_type).map_err(program_error)?;
+            }
+        }
+        Ok(names)
+    }
+
+    /// Takes the flow table (once) for the flow poller.
+    pub fn take_flow_table(
+        &mut self,
+        interfaces: std::collections::HashMap<u32, std::sync::Arc<str>>,
+        timers: crate::flows::FlowTimers,
+        clock: nightjar_core::time::BootClock,
+        node: std::sync::Arc<str>,
+    ) -> Result<crate::flows::FlowTable, LoadError> {
+        let map = self
+            .ebpf
+            .take_map("nj_flows")
+            .ok_or_else(|| missing_map("nj_flows"))?;
+        let map = aya::maps::HashMap::try_from(map).map_err(|e| map_error("nj_flows", e))?;
+        Ok(crate::flows::FlowTable::new(
+            map, interfaces, timers, clock, node,
+        ))
+    }
+
     /// Takes the ring buffer out (once) for the drain task.
     pub fn take_ring_buffer(&mut self) -> Result<RingBuf<MapData>, LoadError> {
         let map = self

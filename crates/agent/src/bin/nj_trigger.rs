@@ -102,6 +102,23 @@ fn main() -> ExitCode {
                 },
                 Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
             },
+            // udp-send ADDR COUNT SIZE: COUNT datagrams of SIZE payload bytes.
+            "udp-send" => {
+                let socket = std::net::UdpSocket::bind(if arg(&args, 1).starts_with('[') {
+                    "[::]:0"
+                } else {
+                    "0.0.0.0:0"
+                })
+                .expect("bind UDP socket");
+                let payload = vec![0x5au8; num(&args, 3) as usize];
+                let mut sent = 0;
+                for _ in 0..num(&args, 2) {
+                    if socket.send_to(&payload, arg(&args, 1)).is_ok() {
+                        sent += 1;
+                    }
+                }
+                sent
+            }
             "exit" => std::process::exit(num(&args, 1) as i32),
             "sleep-ms" => {
                 std::thread::sleep(std::time::Duration::from_millis(num(&args, 1) as u64));

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/* Per-flow accounting kept by the TC programs in an LRU hash, read by userspace. */
+#ifndef NJ_ABI_FLOW_H
+#define NJ_ABI_FLOW_H
+
+#include "common.h"
+
+/* nj_flow_key.direction */
+#define NJ_FLOW_INGRESS 0
+#define NJ_FLOW_EGRESS 1
+
+/* TCP flag bits as on the wire (nj_flow_stats.tcp_flags). */
+#define NJ_TCP_FIN 0x01
+#define NJ_TCP_SYN 0x02
+#define NJ_TCP_RST 0x04
+#define NJ_TCP_PSH 0x08
+#define NJ_TCP_ACK 0x10
+#define NJ_TCP_URG 0x20
+
+/* A flow as one interface sees it in one direction. 48 bytes. */
+struct nj_flow_key {
+	/* IPv4 in the first 4 bytes; network byte order. */
+	__u8 saddr[16];
+	__u8 daddr[16];
+	/* Host byte order; ICMP: type and code in sport, echo id in dport. */
+	__u16 sport;
+	__u16 dport;
+	/* AF_INET (2) or AF_INET6 (10); IPPROTO_* */
+	__u8 family;
+	__u8 protocol;
+	__u8 direction;
+	__u8 _pad0;
+	__u32 ifindex;
+	__u32 _pad1;
+};
+
+/* Counters of one flow. 40 bytes. */
+struct nj_flow_stats {
+	__u64 packets;
+	/* skb->len: the frame as TC sees it, link-layer header included. */
+	__u64 bytes;
+	/* bpf_ktime_get_boot_ns() of the first and the latest packet. */
+	__u64 first_ns;
+	__u64 last_ns;
+	/* OR of the TCP flags seen. */
+	__u32 tcp_flags;
+	__u32 _pad0;
+};
+
+#endif

@@ -1,0 +1,266 @@
+//! Tier 1 network: TC flow accounting on a veth pair between two network namespaces the test
+//! creates (10.x and ULA addresses exist only inside them). Counts must equal what was sent.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two namespaces joined by a veth pair; removed on drop.
+struct NetPair {
+    a: String,
+    b: String,
+    veth_a: String,
+}
+
+impl NetPair {
+    fn new() -> Self {
+        let id = std::process::id() % 100_000;
+        let (a, b) = (format!("nj-a-{id}"), format!("nj-b-{id}"));
+        let (veth_a, veth_b) = (format!("nja{id}"), format!("njb{id}"));
+        let _ = Command::new("ip").args(["netns", "del", &a]).status();
+        let _ = Command::new("ip").args(["netns", "del", &b]).status();
+        ip(&["netns", "add", &a]);
+        ip(&["netns", "add", &b]);
+        let pair = Self {
+            a: a.clone(),
+            b: b.clone(),
+            veth_a: veth_a.clone(),
+        };
+        ip(&[
+            "link", "add", &veth_a, "netns", &a, "type", "veth", "peer", "name", &veth_b, "netns",
+            &b,
+        ]);
+        for (ns, dev, v4, v6) in [
+            (&a, &veth_a, "10.213.0.1/24", "fd00:213::1/64"),
+            (&b, &veth_b, "10.213.0.2/24", "fd00:213::2/64"),
+        ] {
+            ip(&["-n", ns, "addr", "add", v4, "dev", dev]);
+            ip(&["-n", ns, "addr", "add", v6, "dev", dev, "nodad"]);
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        pair
+    }
+
+    fn in_a(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.a, program]);
+        cmd
+    }
+
+    fn in_b(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.b, program]);
+        cmd
+    }
+}
+
+impl Drop for NetPair {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.a]).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.b]).status();
+    }
+}
+
+/// The agent in namespace A's network (nsenter keeps the host's mounts, where `ip netns
+/// exec` would remount /sys without the cgroup2 tree), accounting flows on A's veth.
+fn start_agent(pair: &NetPair, output: &std::path::Path) -> AgentGuard {
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", pair.a))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_nightjar"))
+        .args([
+            "agent",
+            "--no-metrics",
+            "--groups",
+            "process",
+            "--tc-interface",
+            &pair.veth_a,
+        ])
+        .arg("--output-file")
+        .arg(output)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn agent");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Nightjar agent ready") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let guard = AgentGuard(Some(child));
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("agent ready within 60 s");
+    guard
+}
+
+/// Kills the agent if the test fails before stopping it.
+struct AgentGuard(Option<Child>);
+
+impl Drop for AgentGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn stop(mut agent: AgentGuard, output: &std::path::Path) -> Vec<Value> {
+    let mut child = agent.0.take().expect("agent running");
+    // SAFETY: signalling our own child (nsenter execs the agent in place).
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert!(child.wait().unwrap().success());
+    support::read_events(output)
+}
+
+/// Sum of packets and bytes over the non-periodic records of matching flows.
+fn totals(events: &[Value], direction: &str, protocol: &str, src: &str, dst: &str) -> (u64, u64) {
+    events
+        .iter()
+        .filter(|e| e["type"] == "flow" && e["reason"] != "periodic")
+        .filter(|e| {
+            e["direction"] == direction
+                && e["protocol"] == protocol
+                && e["source"]["addr"] == src
+                && e["destination"]["addr"] == dst
+        })
+        .fold((0, 0), |(p, b), e| {
+            (
+                p + e["packets"].as_u64().unwrap(),
+                b + e["bytes"].as_u64().unwrap(),
+            )
+        })
+}
+
+#[test]
+fn tc_flows_count_exactly_what_was_sent() {
+    let _serial = support::serial();
+    let pair = NetPair::new();
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("events.jsonl");
+    let agent = start_agent(&pair, &output);
+
+    // ICMP echo: 5 requests out, 5 replies in; 84-byte IPv4 packets in 98-byte frames.
+    let ping = pair
+        .in_a("ping")
+        .args(["-c", "5", "-i", "0.2", "-q", "10.213.0.2"])
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "{ping:?}");
+    // ICMPv6 echo: 104-byte IPv6 packets in 118-byte frames.
+    let ping6 = pair
+        .in_a("ping")
+        .args(["-6", "-c", "3", "-i", "0.2", "-q", "fd00:213::2"])
+        .output()
+        .unwrap();
+    assert!(ping6.status.success(), "{ping6:?}");
+    // UDP: 20 datagrams of 100 bytes: 100 + 8 + 20 + 14 = 142-byte frames.
+    let udp = pair
+        .in_a(env!("CARGO_BIN_EXE_nj-trigger"))
+        .args(["udp-send", "10.213.0.2:9999", "20", "100"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&udp.stdout).trim(), "20");
+    // TCP: one connection to a server in B, closed by both sides.
+    let mut server = pair
+        .in_b(env!("CARGO_BIN_EXE_nj-trigger"))
+        .args(["serve-once", "10.213.0.2:7777"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let connect = pair
+        .in_a(env!("CARGO_BIN_EXE_nj-trigger"))
+        .args(["connect", "10.213.0.2:7777"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&connect.stdout).trim(), "0");
+    server.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let events = stop(agent, &output);
+
+    assert_eq!(
+        totals(&events, "egress", "icmp", "10.213.0.1", "10.213.0.2"),
+        (5, 5 * 98)
+    );
+    // Ingress ICMP holds the 5 echo replies (type 0: port 0) and B's rate-limited port
+    // unreachables for the UDP below (type 3 code 3: port 0x0303, 170-byte frames).
+    let icmp_in = |port: u64| {
+        events
+            .iter()
+            .filter(|e| e["type"] == "flow" && e["protocol"] == "icmp")
+            .filter(|e| e["direction"] == "ingress" && e["source"]["port"] == port)
+            .fold((0, 0), |(p, b), e| {
+                (
+                    p + e["packets"].as_u64().unwrap(),
+                    b + e["bytes"].as_u64().unwrap(),
+                )
+            })
+    };
+    assert_eq!(icmp_in(0), (5, 5 * 98));
+    let (unreachable, unreachable_bytes) = icmp_in(0x0303);
+    assert!(
+        (1..=20).contains(&unreachable),
+        "{unreachable} port unreachables"
+    );
+    assert_eq!(unreachable_bytes, unreachable * 170);
+    assert_eq!(
+        totals(&events, "egress", "icmpv6", "fd00:213::1", "fd00:213::2").0,
+        3
+    );
+    assert_eq!(
+        totals(&events, "egress", "icmpv6", "fd00:213::1", "fd00:213::2").1,
+        3 * 118
+    );
+    assert_eq!(
+        totals(&events, "egress", "udp", "10.213.0.1", "10.213.0.2"),
+        (20, 20 * 142)
+    );
+    let udp_flow = events
+        .iter()
+        .find(|e| e["type"] == "flow" && e["protocol"] == "udp" && e["direction"] == "egress")
+        .unwrap();
+    assert_eq!(udp_flow["destination"]["port"], 9999);
+    assert_eq!(udp_flow["interface"], pair.veth_a.as_str());
+    assert_eq!(udp_flow["verdict"], "forwarded");
+
+    let tcp: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "flow" && e["protocol"] == "tcp" && e["direction"] == "egress")
+        .collect();
+    assert_eq!(tcp.len(), 1, "{tcp:#?}");
+    let flags: Vec<&str> = tcp[0]["tcp_flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(
+        flags.contains(&"SYN") && flags.contains(&"FIN"),
+        "{flags:?}"
+    );
+    assert_eq!(
+        tcp[0]["reason"], "end",
+        "a FIN'd flow is reported as ended, not at stop"
+    );
+    assert_eq!(tcp[0]["destination"]["port"], 7777);
+}

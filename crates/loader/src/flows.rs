@@ -1,0 +1,222 @@
+//! The TC flow table: attached programs count packets per flow in an LRU hash; this polls it
+//! and turns flows into [`Event`]s when they end (FIN/RST), go idle, or every report interval.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aya::maps::{HashMap as BpfHashMap, MapData};
+use nightjar_abi::*;
+use nightjar_core::time::BootClock;
+use nightjar_core::{Event, EventBody, FlowEndpoint, FlowRecord};
+
+/// Key and value of `nj_flows`, wrapped so Aya may copy them (the ABI types live in another
+/// crate, so the Pod impl must sit on a local type).
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy)]
+pub struct FlowKey(pub nj_flow_key);
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy)]
+pub struct FlowStats(pub nj_flow_stats);
+
+// SAFETY: repr(transparent) over bindgen repr(C) structs of integers and byte arrays.
+unsafe impl aya::Pod for FlowKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for FlowStats {}
+
+/// When flows are reported.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowTimers {
+    /// A flow with no packet for this long is reported and forgotten.
+    pub idle_timeout: Duration,
+    /// A long flow is reported (cumulative counters) this often.
+    pub report_interval: Duration,
+    /// After FIN or RST, wait this long for the last packets before reporting the end.
+    pub end_grace: Duration,
+}
+
+impl Default for FlowTimers {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(10),
+            report_interval: Duration::from_secs(60),
+            end_grace: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Reads and prunes the kernel flow table.
+pub struct FlowTable {
+    map: BpfHashMap<MapData, FlowKey, FlowStats>,
+    timers: FlowTimers,
+    interfaces: HashMap<u32, Arc<str>>,
+    /// Boot-time ns of the last periodic report per flow (bounded by the kernel map's size).
+    reported: HashMap<[u8; 48], u64>,
+    clock: BootClock,
+    node: Arc<str>,
+}
+
+impl std::fmt::Debug for FlowTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowTable")
+            .field("timers", &self.timers)
+            .field("interfaces", &self.interfaces)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key_bytes(key: &nj_flow_key) -> [u8; 48] {
+    // SAFETY: nj_flow_key is 48 bytes of plain integers (asserted below).
+    unsafe { core::mem::transmute_copy(key) }
+}
+
+const _: () = assert!(core::mem::size_of::<nj_flow_key>() == 48);
+
+fn addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
+    if u32::from(family) == NJ_AF_INET6 {
+        IpAddr::V6(Ipv6Addr::from(*bytes))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    }
+}
+
+fn tcp_flag_names(flags: u32) -> Vec<&'static str> {
+    const NAMES: &[(u32, &str)] = &[
+        (NJ_TCP_SYN, "SYN"),
+        (NJ_TCP_ACK, "ACK"),
+        (NJ_TCP_PSH, "PSH"),
+        (NJ_TCP_FIN, "FIN"),
+        (NJ_TCP_RST, "RST"),
+        (NJ_TCP_URG, "URG"),
+    ];
+    NAMES
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, n)| *n)
+        .collect()
+}
+
+fn protocol_name(p: u8) -> &'static str {
+    match p {
+        1 => "icmp",
+        6 => "tcp",
+        17 => "udp",
+        58 => "icmpv6",
+        _ => "other",
+    }
+}
+
+impl FlowTable {
+    pub(crate) fn new(
+        map: BpfHashMap<MapData, FlowKey, FlowStats>,
+        interfaces: HashMap<u32, Arc<str>>,
+        timers: FlowTimers,
+        clock: BootClock,
+        node: Arc<str>,
+    ) -> Self {
+        Self {
+            map,
+            timers,
+            interfaces,
+            reported: HashMap::new(),
+            clock,
+            node,
+        }
+    }
+
+    fn event(
+        &self,
+        key: &nj_flow_key,
+        stats: &nj_flow_stats,
+        reason: &'static str,
+        now_ns: u64,
+    ) -> Event {
+        let record = FlowRecord {
+            reason,
+            interface: self
+                .interfaces
+                .get(&key.ifindex)
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| format!("if{}", key.ifindex)),
+            direction: if u32::from(key.direction) == NJ_FLOW_EGRESS {
+                "egress"
+            } else {
+                "ingress"
+            },
+            protocol: protocol_name(key.protocol),
+            source: FlowEndpoint {
+                addr: addr(key.family, &key.saddr),
+                port: key.sport,
+            },
+            destination: FlowEndpoint {
+                addr: addr(key.family, &key.daddr),
+                port: key.dport,
+            },
+            packets: stats.packets,
+            bytes: stats.bytes,
+            tcp_flags: tcp_flag_names(stats.tcp_flags),
+            first_seen: self.clock.rfc3339(stats.first_ns),
+            last_seen: self.clock.rfc3339(stats.last_ns),
+            verdict: "forwarded",
+        };
+        Event {
+            time: self.clock.rfc3339(now_ns),
+            ktime_ns: now_ns,
+            node: self.node.clone(),
+            pid: 0,
+            tid: 0,
+            cgroup_id: 0,
+            flags: Vec::new(),
+            process: None,
+            parent: None,
+            ancestors: Vec::new(),
+            container: None,
+            body: EventBody::Flow(Box::new(record)),
+        }
+    }
+
+    /// Flows due now: ended (FIN/RST and quiet for `end_grace`) and idle ones are reported and
+    /// removed; long ones are reported every `report_interval`.
+    pub fn poll(&mut self, now_ns: u64) -> Vec<Event> {
+        self.collect(now_ns, false)
+    }
+
+    /// Every flow left, reported and removed (at shutdown).
+    pub fn flush(&mut self, now_ns: u64) -> Vec<Event> {
+        self.collect(now_ns, true)
+    }
+
+    fn collect(&mut self, now_ns: u64, all: bool) -> Vec<Event> {
+        let entries: Vec<(FlowKey, FlowStats)> = self.map.iter().filter_map(Result::ok).collect();
+        let mut events = Vec::new();
+        for (FlowKey(key), FlowStats(stats)) in entries {
+            let quiet = now_ns.saturating_sub(stats.last_ns);
+            let ended = stats.tcp_flags & (NJ_TCP_FIN | NJ_TCP_RST) != 0
+                && quiet >= self.timers.end_grace.as_nanos() as u64;
+            let idle = quiet >= self.timers.idle_timeout.as_nanos() as u64;
+            let id = key_bytes(&key);
+            let reason = if all {
+                Some("agent_stop")
+            } else if ended {
+                Some("end")
+            } else if idle {
+                Some("idle")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                events.push(self.event(&key, &stats, reason, now_ns));
+                let _ = self.map.remove(&FlowKey(key));
+                self.reported.remove(&id);
+                continue;
+            }
+            let since = self.reported.get(&id).copied().unwrap_or(stats.first_ns);
+            if now_ns.saturating_sub(since) >= self.timers.report_interval.as_nanos() as u64 {
+                events.push(self.event(&key, &stats, "periodic", now_ns));
+                self.reported.insert(id, now_ns);
+            }
+        }
+        events
+    }
+}
