@@ -44,7 +44,7 @@ impl Transform for EnrichTransform {
     fn end_batch(&mut self) {
         self.enricher.processes_mut().reap(self.started.elapsed());
         let processes = self.enricher.processes().len();
-        let cgroups = self.enricher.cgroups().stats().cached;
+        let cgroups = self.enricher.cgroups().map_or(0, |c| c.stats().cached);
         self.telemetry.process_cache_size.set(processes as i64);
         self.telemetry.cgroup_cache_size.set(cgroups as i64);
     }

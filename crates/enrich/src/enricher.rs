@@ -38,13 +38,18 @@ impl Default for EnricherConfig {
 #[derive(Debug)]
 pub struct Enricher {
     processes: ProcessCache,
-    cgroups: CgroupResolver,
+    /// `None` without a cgroup2 mount (then events carry no container context).
+    cgroups: Option<CgroupResolver>,
     max_ancestors: usize,
 }
 
 impl Enricher {
     /// An enricher over the given caches.
-    pub fn new(processes: ProcessCache, cgroups: CgroupResolver, max_ancestors: usize) -> Self {
+    pub fn new(
+        processes: ProcessCache,
+        cgroups: Option<CgroupResolver>,
+        max_ancestors: usize,
+    ) -> Self {
         Self {
             processes,
             cgroups,
@@ -56,7 +61,16 @@ impl Enricher {
     /// [`seed_from_procfs`](Self::seed_from_procfs) once the kernel programs are attached, so
     /// no process started in between is missed.
     pub fn from_system(config: EnricherConfig) -> Result<Self, EnrichError> {
-        let cgroups = CgroupResolver::from_system(config.cgroups)?;
+        // Without cgroup v2 (or inside a private mount namespace that hides it) the agent
+        // still runs; it says so once and leaves container context empty.
+        let cgroups = match CgroupResolver::from_system(config.cgroups) {
+            Ok(resolver) => Some(resolver),
+            Err(err @ EnrichError::NoCgroup2Mount { .. }) => {
+                tracing::warn!(error = %err, "No container attribution: cgroup v2 is not mounted");
+                None
+            }
+            Err(err) => return Err(err),
+        };
         Ok(Self::new(
             ProcessCache::new(config.processes),
             cgroups,
@@ -67,9 +81,9 @@ impl Enricher {
     /// Caches the processes already running, from `proc_root` (normally `/proc`), with
     /// their cgroup ids looked up on the resolver's mount. Returns how many were cached.
     pub fn seed_from_procfs(&mut self, proc_root: &Path) -> Result<usize, EnrichError> {
-        let cgroups = &self.cgroups;
+        let cgroups = self.cgroups.as_ref();
         self.processes
-            .seed_from_procfs(proc_root, &|path| cgroups.id_of_path(path))
+            .seed_from_procfs(proc_root, &|path| cgroups.and_then(|c| c.id_of_path(path)))
     }
 
     /// Updates the caches from `event` if it is an exec, fork or exit, then fills in
@@ -110,7 +124,11 @@ impl Enricher {
             EventBody::CgroupMkdir {
                 new_cgroup_id,
                 path,
-            } => self.cgroups.learn(*new_cgroup_id, path),
+            } => {
+                if let Some(cgroups) = self.cgroups.as_mut() {
+                    cgroups.learn(*new_cgroup_id, path);
+                }
+            }
             _ => {}
         }
 
@@ -132,12 +150,11 @@ impl Enricher {
             (0, Some(process)) => process.cgroup_id,
             (id, _) => id,
         };
-        if cgroup_id != 0 {
-            if !self.cgroups.knows(cgroup_id) {
-                self.cgroups
-                    .learn_from_pid(cgroup_id, pid, Path::new("/proc"));
+        if let (Some(cgroups), true) = (self.cgroups.as_mut(), cgroup_id != 0) {
+            if !cgroups.knows(cgroup_id) {
+                cgroups.learn_from_pid(cgroup_id, pid, Path::new("/proc"));
             }
-            if let Some(container) = self.cgroups.resolve_container(cgroup_id, now) {
+            if let Some(container) = cgroups.resolve_container(cgroup_id, now) {
                 event.container = Some(container);
             }
         }
@@ -154,8 +171,8 @@ impl Enricher {
     }
 
     /// The cgroup resolver, for its counters.
-    pub fn cgroups(&self) -> &CgroupResolver {
-        &self.cgroups
+    pub fn cgroups(&self) -> Option<&CgroupResolver> {
+        self.cgroups.as_ref()
     }
 }
 

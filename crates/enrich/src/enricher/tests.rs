@@ -34,7 +34,7 @@ fn fixture(max_ancestors: usize) -> Fixture {
         CgroupResolver::with_root(root.path(), CgroupResolverConfig::default()).expect("resolver");
     let processes = ProcessCache::new(ProcessCacheConfig::default());
     Fixture {
-        enricher: Enricher::new(processes, cgroups, max_ancestors),
+        enricher: Enricher::new(processes, Some(cgroups), max_ancestors),
         docker_cgroup: ino(&docker),
         host_cgroup: ino(&host),
         _root: root,
