@@ -17,6 +17,7 @@
 #include "abi/process.h"
 #include "abi/syscall.h"
 #include "abi/maps.h"
+#include "abi/flow.h"
 
 /* Default ring-buffer size; userspace may resize it before load. */
 #define NJ_RINGBUF_BYTES (16 * 1024 * 1024)
@@ -51,6 +52,7 @@ union nj_any_event {
 	struct nj_fork_event fork;
 	struct nj_exit_event exit;
 	struct nj_cgroup_event cgroup;
+	struct nj_connect_policy_event connect_policy;
 };
 
 struct {

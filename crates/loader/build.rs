@@ -17,6 +17,7 @@ const FAMILIES: &[&str] = &[
     "sys/system",
     "net/socket",
     "net/tc_flow",
+    "net/connect_policy",
 ];
 
 /// Standalone objects: loaded one by one (feature probes may fail to load on some kernels).

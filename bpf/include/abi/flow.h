@@ -47,4 +47,29 @@ struct nj_flow_stats {
 	__u32 _pad0;
 };
 
+/* nj_connect_rule.action */
+#define NJ_CONNECT_AUDIT 1
+#define NJ_CONNECT_DENY 2
+
+/*
+ * Key of nj_connect_rules, an LPM trie: the destination port (network order; 0 = any port)
+ * is always matched in full, then the address by prefix. IPv4 addresses are stored
+ * IPv4-mapped (::ffff:a.b.c.d) so one trie serves both families. prefixlen counts the 16
+ * port bits plus the address bits. 24 bytes.
+ */
+struct nj_connect_rule_key {
+	__u32 prefixlen;
+	__u16 port;
+	__u8 addr[16];
+	__u16 _pad0;
+};
+
+/* Value of nj_connect_rules. */
+struct nj_connect_rule {
+	/* NJ_CONNECT_AUDIT or NJ_CONNECT_DENY */
+	__u32 action;
+	/* Index of the rule in the agent's configuration, reported with each match. */
+	__u32 rule_id;
+};
+
 #endif

@@ -108,4 +108,13 @@ struct nj_sock_event {
 	struct nj_sockaddr remote;
 };
 
+/* NJ_KIND_CONNECT_POLICY: a connect() matched a connect rule (cgroup/connect4, connect6). */
+struct nj_connect_policy_event {
+	struct nj_event_header hdr;
+	/* NJ_CONNECT_AUDIT (allowed, reported) or NJ_CONNECT_DENY (refused with EPERM). */
+	__u32 action;
+	__u32 rule_id;
+	struct nj_sockaddr remote;
+};
+
 #endif

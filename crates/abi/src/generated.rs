@@ -24,6 +24,8 @@ pub const NJ_TCP_RST: u32 = 4;
 pub const NJ_TCP_PSH: u32 = 8;
 pub const NJ_TCP_ACK: u32 = 16;
 pub const NJ_TCP_URG: u32 = 32;
+pub const NJ_CONNECT_AUDIT: u32 = 1;
+pub const NJ_CONNECT_DENY: u32 = 2;
 pub type __u8 = ::core::ffi::c_uchar;
 pub type __u16 = ::core::ffi::c_ushort;
 pub type __u32 = ::core::ffi::c_uint;
@@ -53,6 +55,7 @@ pub const NJ_KIND_SOCK_CONNECT: nj_event_kind = 40;
 pub const NJ_KIND_SOCK_ACCEPT: nj_event_kind = 41;
 pub const NJ_KIND_SOCK_BIND: nj_event_kind = 42;
 pub const NJ_KIND_SOCK_LISTEN: nj_event_kind = 43;
+pub const NJ_KIND_CONNECT_POLICY: nj_event_kind = 44;
 pub const NJ_KIND_CGROUP_MKDIR: nj_event_kind = 50;
 pub const NJ_KIND_MAX: nj_event_kind = 64;
 pub type nj_event_kind = ::core::ffi::c_uint;
@@ -408,6 +411,38 @@ impl Default for nj_sock_event {
         }
     }
 }
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nj_connect_policy_event {
+    pub hdr: nj_event_header,
+    pub action: __u32,
+    pub rule_id: __u32,
+    pub remote: nj_sockaddr,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nj_connect_policy_event"]
+        [::core::mem::size_of::<nj_connect_policy_event>() - 176usize];
+    ["Alignment of nj_connect_policy_event"]
+        [::core::mem::align_of::<nj_connect_policy_event>() - 8usize];
+    ["Offset of field: nj_connect_policy_event::hdr"]
+        [::core::mem::offset_of!(nj_connect_policy_event, hdr) - 0usize];
+    ["Offset of field: nj_connect_policy_event::action"]
+        [::core::mem::offset_of!(nj_connect_policy_event, action) - 32usize];
+    ["Offset of field: nj_connect_policy_event::rule_id"]
+        [::core::mem::offset_of!(nj_connect_policy_event, rule_id) - 36usize];
+    ["Offset of field: nj_connect_policy_event::remote"]
+        [::core::mem::offset_of!(nj_connect_policy_event, remote) - 40usize];
+};
+impl Default for nj_connect_policy_event {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
 pub const NJ_ERR_RINGBUF_FULL: nj_error_reason = 0;
 pub const NJ_ERR_READ_FAILED: nj_error_reason = 3;
 pub const NJ_ERR_MAX: nj_error_reason = 8;
@@ -508,4 +543,40 @@ const _: () = {
         [::core::mem::offset_of!(nj_flow_stats, tcp_flags) - 32usize];
     ["Offset of field: nj_flow_stats::_pad0"]
         [::core::mem::offset_of!(nj_flow_stats, _pad0) - 36usize];
+};
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct nj_connect_rule_key {
+    pub prefixlen: __u32,
+    pub port: __u16,
+    pub addr: [__u8; 16usize],
+    pub _pad0: __u16,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nj_connect_rule_key"][::core::mem::size_of::<nj_connect_rule_key>() - 24usize];
+    ["Alignment of nj_connect_rule_key"][::core::mem::align_of::<nj_connect_rule_key>() - 4usize];
+    ["Offset of field: nj_connect_rule_key::prefixlen"]
+        [::core::mem::offset_of!(nj_connect_rule_key, prefixlen) - 0usize];
+    ["Offset of field: nj_connect_rule_key::port"]
+        [::core::mem::offset_of!(nj_connect_rule_key, port) - 4usize];
+    ["Offset of field: nj_connect_rule_key::addr"]
+        [::core::mem::offset_of!(nj_connect_rule_key, addr) - 6usize];
+    ["Offset of field: nj_connect_rule_key::_pad0"]
+        [::core::mem::offset_of!(nj_connect_rule_key, _pad0) - 22usize];
+};
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct nj_connect_rule {
+    pub action: __u32,
+    pub rule_id: __u32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nj_connect_rule"][::core::mem::size_of::<nj_connect_rule>() - 8usize];
+    ["Alignment of nj_connect_rule"][::core::mem::align_of::<nj_connect_rule>() - 4usize];
+    ["Offset of field: nj_connect_rule::action"]
+        [::core::mem::offset_of!(nj_connect_rule, action) - 0usize];
+    ["Offset of field: nj_connect_rule::rule_id"]
+        [::core::mem::offset_of!(nj_connect_rule, rule_id) - 4usize];
 };

@@ -76,6 +76,9 @@ unsafe impl Record for nj_sock_event {
 unsafe impl Record for nj_cgroup_event {
     const KINDS: &'static [u32] = &[NJ_KIND_CGROUP_MKDIR];
 }
+unsafe impl Record for nj_connect_policy_event {
+    const KINDS: &'static [u32] = &[NJ_KIND_CONNECT_POLICY];
+}
 unsafe impl Record for nj_event_header {
     const KINDS: &'static [u32] = &[];
 }
@@ -89,6 +92,7 @@ pub enum RawRecord {
     Syscall(Box<nj_syscall_event>),
     Sock(Box<nj_sock_event>),
     Cgroup(Box<nj_cgroup_event>),
+    ConnectPolicy(Box<nj_connect_policy_event>),
 }
 
 impl RawRecord {
@@ -100,6 +104,7 @@ impl RawRecord {
             RawRecord::Syscall(r) => &r.hdr,
             RawRecord::Sock(r) => &r.hdr,
             RawRecord::Cgroup(r) => &r.hdr,
+            RawRecord::ConnectPolicy(r) => &r.hdr,
         }
     }
 }
@@ -145,6 +150,11 @@ pub fn decode(bytes: &[u8]) -> Result<RawRecord, DecodeError> {
         )?)))
     } else if in_kinds(nj_sock_event::KINDS) {
         Ok(RawRecord::Sock(Box::new(read_exact(header.kind, bytes)?)))
+    } else if in_kinds(nj_connect_policy_event::KINDS) {
+        Ok(RawRecord::ConnectPolicy(Box::new(read_exact(
+            header.kind,
+            bytes,
+        )?)))
     } else if in_kinds(nj_cgroup_event::KINDS) {
         Ok(RawRecord::Cgroup(Box::new(read_exact(header.kind, bytes)?)))
     } else {
@@ -183,6 +193,7 @@ mod tests {
             size_of::<nj_sock_event>(),
             size_of::<nj_sockaddr>(),
             size_of::<nj_cgroup_event>(),
+            size_of::<nj_connect_policy_event>(),
         ] {
             assert_eq!(size % 8, 0, "size {size} is not a multiple of 8");
         }

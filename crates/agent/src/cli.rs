@@ -84,6 +84,12 @@ pub struct AgentArgs {
     /// Report long flows (cumulative counters) this often, in seconds.
     #[arg(long)]
     pub flow_report_interval: Option<u64>,
+    /// Refuse connect() to CIDR[:PORT] with EPERM and report it (repeatable).
+    #[arg(long = "deny-connect")]
+    pub deny_connect: Vec<String>,
+    /// Report connect() to CIDR[:PORT] without refusing it (repeatable).
+    #[arg(long = "audit-connect")]
+    pub audit_connect: Vec<String>,
     /// Ring-buffer size in bytes (power of two).
     #[arg(long)]
     pub ringbuf_bytes: Option<u32>,

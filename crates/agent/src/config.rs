@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use nightjar_core::filter::EventFilter;
+use nightjar_loader::connect_rules::{ConnectAction, ConnectRule};
 use nightjar_loader::flows::FlowTimers;
 use nightjar_loader::probes::{DEFAULT_FILE_PREFIXES, DEFAULT_FILE_WRITE_PREFIXES};
 use nightjar_loader::{Group, ProbeConfig};
@@ -26,6 +27,8 @@ pub struct AgentConfig {
     /// Interfaces with TC flow accounting.
     pub tc_interfaces: Vec<String>,
     pub flow_timers: FlowTimers,
+    /// Connect rules, in configuration order (a rule's index is its id in events).
+    pub connect_rules: Vec<ConnectRule>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -58,6 +61,24 @@ struct FileConfig {
     tc_interfaces: Vec<String>,
     flow_idle_timeout_secs: Option<u64>,
     flow_report_interval_secs: Option<u64>,
+    #[serde(default)]
+    connect_rules: Vec<ConnectRuleConfig>,
+}
+
+/// One connect rule in the YAML file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectRuleConfig {
+    /// CIDR[:PORT], as on the command line.
+    destination: String,
+    action: RuleAction,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RuleAction {
+    Audit,
+    Deny,
 }
 
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
@@ -156,6 +177,20 @@ impl AgentConfig {
             &filter.containers,
         )?;
         probes.validate()?;
+        let mut connect_rules = Vec::new();
+        for rule in &file.connect_rules {
+            let action = match rule.action {
+                RuleAction::Audit => ConnectAction::Audit,
+                RuleAction::Deny => ConnectAction::Deny,
+            };
+            connect_rules.push(ConnectRule::parse(&rule.destination, action)?);
+        }
+        for entry in &args.deny_connect {
+            connect_rules.push(ConnectRule::parse(entry, ConnectAction::Deny)?);
+        }
+        for entry in &args.audit_connect {
+            connect_rules.push(ConnectRule::parse(entry, ConnectAction::Audit)?);
+        }
         let mut flow_timers = FlowTimers::default();
         if let Some(secs) = args.flow_idle_timeout.or(file.flow_idle_timeout_secs) {
             flow_timers.idle_timeout = std::time::Duration::from_secs(secs);
@@ -179,6 +214,7 @@ impl AgentConfig {
                 args.tc_interfaces.clone()
             },
             flow_timers,
+            connect_rules,
         })
     }
 }
@@ -262,6 +298,29 @@ mod tests {
         );
         assert!(!c.filter.is_empty());
         assert_eq!(c.metrics_addr, Some("127.0.0.1:9999".parse().unwrap()));
+    }
+
+    #[test]
+    fn connect_rules_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "connect_rules:\n  - destination: 10.9.0.0/16:443\n    action: audit\n",
+        )
+        .unwrap();
+        let c = AgentConfig::from_args(&args(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--deny-connect",
+            "10.9.1.1",
+        ]))
+        .unwrap();
+        assert_eq!(c.connect_rules.len(), 2);
+        assert_eq!(c.connect_rules[0].action, ConnectAction::Audit);
+        assert_eq!(c.connect_rules[1].action, ConnectAction::Deny);
+        let err = AgentConfig::from_args(&args(&["--deny-connect", "10.9.1.1/40"])).unwrap_err();
+        assert!(err.to_string().contains("10.9.1.1/40"), "{err}");
     }
 
     #[test]

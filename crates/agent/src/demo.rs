@@ -52,6 +52,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         pids: vec![],
         containers: vec![],
         tc_interfaces: vec![],
+        deny_connect: vec![],
+        audit_connect: vec![],
         flow_idle_timeout: None,
         flow_report_interval: None,
         ringbuf_bytes: None,

@@ -103,6 +103,13 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     let mut counters = probes.take_counters()?;
     let clock = BootClock::now();
     let node = node_name();
+    if !config.connect_rules.is_empty() {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+        let root = nightjar_enrich::mountinfo::find_cgroup2_mount(&mountinfo)
+            .context("connect rules need the cgroup v2 root, and none is mounted")?;
+        probes.attach_connect_rules(&config.connect_rules, &root)?;
+        tracing::info!(rules = config.connect_rules.len(), cgroup = %root.display(), "Connect rules attached");
+    }
     let flow_table = if config.tc_interfaces.is_empty() {
         None
     } else {

@@ -264,3 +264,68 @@ fn tc_flows_count_exactly_what_was_sent() {
     );
     assert_eq!(tcp[0]["destination"]["port"], 7777);
 }
+
+#[test]
+fn connect_rules_deny_with_eperm_and_audit_without_refusing() {
+    let _serial = support::serial();
+    let pair = NetPair::new();
+    // Only the test's own namespace addresses are named: nothing else is ever refused.
+    let agent = support::Agent::start(&[
+        "--deny-connect",
+        "10.213.0.2/32:7777",
+        "--audit-connect",
+        "10.213.0.2:7778",
+    ]);
+    let mut server = pair
+        .in_b(env!("CARGO_BIN_EXE_nj-trigger"))
+        .args(["serve-once", "10.213.0.2:7778"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let connect = |port: &str| {
+        let out = pair
+            .in_a(env!("CARGO_BIN_EXE_nj-trigger"))
+            .args(["connect", &format!("10.213.0.2:{port}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<i64>()
+            .unwrap()
+    };
+    assert_eq!(connect("7777"), -1, "a denied connect gets EPERM");
+    assert_eq!(connect("7778"), 0, "an audited connect goes through");
+    server.wait().unwrap();
+    // A port with no rule is untouched (refused by B's stack, not by us).
+    assert_eq!(connect("7779"), -111);
+    std::thread::sleep(Duration::from_millis(300));
+    let events = agent.stop();
+
+    let policy: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "connect_policy")
+        .collect();
+    let denied = policy
+        .iter()
+        .find(|e| e["remote"]["port"] == 7777)
+        .expect("denied connect reported");
+    assert_eq!(denied["verdict"], "denied");
+    assert_eq!(denied["rule"], 0);
+    assert_eq!(denied["remote"]["addr"], "10.213.0.2");
+    assert!(denied["process"]["binary"]
+        .as_str()
+        .unwrap()
+        .ends_with("nj-trigger"));
+    let audited = policy
+        .iter()
+        .find(|e| e["remote"]["port"] == 7778)
+        .expect("audited connect reported");
+    assert_eq!(audited["verdict"], "audited");
+    assert_eq!(audited["rule"], 1);
+    assert!(policy.iter().all(|e| e["remote"]["port"] != 7779));
+    // The syscall tracepoint saw the same refusal from the caller's side.
+    assert!(events.iter().any(|e| e["type"] == "sock_connect"
+        && e["remote"]["port"] == 7777
+        && e["error"] == "EPERM"));
+}

@@ -283,6 +283,14 @@ pub enum EventBody {
     },
     /// A network flow as one interface saw it in one direction (TC accounting).
     Flow(Box<FlowRecord>),
+    /// A connect() matched a connect rule: `denied` (refused with EPERM) or `audited`.
+    ConnectPolicy {
+        verdict: &'static str,
+        /// Index of the matching rule in the agent's configuration.
+        rule: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        remote: Option<SockAddr>,
+    },
 }
 
 /// One end of a flow.
@@ -363,6 +371,7 @@ impl EventBody {
         "sock_listen",
         "cgroup_mkdir",
         "flow",
+        "connect_policy",
     ];
 
     pub fn type_name(&self) -> &'static str {
@@ -390,6 +399,7 @@ impl EventBody {
             EventBody::SockListen(_) => "sock_listen",
             EventBody::CgroupMkdir { .. } => "cgroup_mkdir",
             EventBody::Flow(_) => "flow",
+            EventBody::ConnectPolicy { .. } => "connect_policy",
         }
     }
 }

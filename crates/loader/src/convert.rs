@@ -56,6 +56,7 @@ pub fn kind_type_name(kind: u32) -> Option<&'static str> {
         NJ_KIND_SOCK_BIND => "sock_bind",
         NJ_KIND_SOCK_LISTEN => "sock_listen",
         NJ_KIND_CGROUP_MKDIR => "cgroup_mkdir",
+        NJ_KIND_CONNECT_POLICY => "connect_policy",
         _ => return None,
     })
 }
@@ -200,6 +201,15 @@ impl Converter {
             RawRecord::Exit(ev) => exit_body(&ev),
             RawRecord::Syscall(ev) => syscall_body(&ev)?,
             RawRecord::Sock(ev) => sock_body(&ev)?,
+            RawRecord::ConnectPolicy(ev) => EventBody::ConnectPolicy {
+                verdict: if ev.action == NJ_CONNECT_DENY {
+                    "denied"
+                } else {
+                    "audited"
+                },
+                rule: ev.rule_id,
+                remote: sockaddr(&ev.remote),
+            },
             RawRecord::Cgroup(ev) => EventBody::CgroupMkdir {
                 new_cgroup_id: ev.id,
                 path: string(&ev.path),

@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod catalog;
+pub mod connect_rules;
 pub mod convert;
 pub mod counters;
 pub mod features;

@@ -321,6 +321,62 @@ impl KernelProbes {
         Ok(names)
     }
 
+    /// Loads the connect rules into the kernel and attaches cgroup/connect4 and connect6 to
+    /// the cgroup v2 root at `cgroup_root` as bpf_links, which run alongside other users'
+    /// programs on that cgroup. Nothing is attached when `rules` is empty.
+    pub fn attach_connect_rules(
+        &mut self,
+        rules: &[crate::connect_rules::ConnectRule],
+        cgroup_root: &std::path::Path,
+    ) -> Result<(), LoadError> {
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let map = self
+            .ebpf
+            .map_mut("nj_connect_rules")
+            .ok_or_else(|| missing_map("nj_connect_rules"))?;
+        let mut trie: LpmTrie<&mut MapData, [u8; 20], [u32; 2]> =
+            LpmTrie::try_from(map).map_err(|e| map_error("nj_connect_rules", e))?;
+        for (id, rule) in rules.iter().enumerate() {
+            let (bits, port, addr) = rule.key();
+            let mut data = [0u8; 20];
+            data[..2].copy_from_slice(&port.to_ne_bytes());
+            data[2..18].copy_from_slice(&addr);
+            trie.insert(
+                &aya::maps::lpm_trie::Key::new(bits, data),
+                [rule.action.code(), id as u32],
+                0,
+            )
+            .map_err(|e| map_error("nj_connect_rules", e))?;
+        }
+        let cgroup = std::fs::File::open(cgroup_root).map_err(|e| {
+            LoadError::Config(format!(
+                "opening cgroup root {}: {e}",
+                cgroup_root.display()
+            ))
+        })?;
+        for program in ["nj_connect4", "nj_connect6"] {
+            let program_error = |source| LoadError::Program {
+                name: program.into(),
+                source,
+            };
+            let prog: &mut aya::programs::CgroupSockAddr = self
+                .ebpf
+                .program_mut(program)
+                .ok_or_else(|| missing_map("programs"))?
+                .try_into()
+                .map_err(program_error)?;
+            prog.load().map_err(program_error)?;
+            // Aya attaches with a bpf_link, which the kernel always runs alongside other
+            // programs on the cgroup (link attachments are multi by nature and take no
+            // BPF_F_ALLOW_MULTI flag: passing it fails with EINVAL).
+            prog.attach(&cgroup, aya::programs::CgroupAttachMode::default())
+                .map_err(program_error)?;
+        }
+        Ok(())
+    }
+
     /// Takes the flow table (once) for the flow poller.
     pub fn take_flow_table(
         &mut self,
@@ -414,6 +470,9 @@ fn top_dir_key(prefix: &str) -> Result<TopDirKey, LoadError> {
 }
 
 const _: () = assert!(core::mem::size_of::<nj_topdir_key>() == NJ_TOPDIR_MAX as usize);
+
+// Aya's Key<[u8; 20]> (u32 bit length, then port and address) must match the C key.
+const _: () = assert!(core::mem::size_of::<nightjar_abi::nj_connect_rule_key>() == 4 + 20);
 
 // The C key layout and Aya's Key<[u8; N]> must agree: a u32 bit length, then the bytes.
 const _: () = assert!(core::mem::size_of::<nj_prefix_key>() == 4 + NJ_PREFIX_MAX as usize);

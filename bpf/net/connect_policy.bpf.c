@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Connect rules on cgroup/connect4 and cgroup/connect6, attached to the cgroup v2 root so
+ * they see every connect() (and UDP sendmsg connect) on the host: a match against the
+ * nj_connect_rules trie is reported, and refused with EPERM when the rule says deny. Runs
+ * before the kernel routes anything, so a denied connect sends no packet.
+ */
+#include "nj.bpf.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nj_connect_rule_key);
+	__type(value, struct nj_connect_rule);
+} nj_connect_rules SEC(".maps");
+
+/* Longest match for (port, addr), then for (any port, addr). */
+static __always_inline struct nj_connect_rule *nj_match(__u16 port, const __u8 *addr)
+{
+	struct nj_connect_rule_key key = { .prefixlen = 16 + 128, .port = port };
+
+	__builtin_memcpy(key.addr, addr, 16);
+	struct nj_connect_rule *rule = bpf_map_lookup_elem(&nj_connect_rules, &key);
+	if (rule)
+		return rule;
+	key.port = 0;
+	return bpf_map_lookup_elem(&nj_connect_rules, &key);
+}
+
+/* Returns the verdict for the hook: 1 lets the connect go on, 0 refuses it with EPERM. */
+static __always_inline int nj_check(__u16 family, __u16 port_be, const __u8 *addr,
+				    __u32 scope_id)
+{
+	struct nj_connect_rule *rule = nj_match(port_be, addr);
+	if (!rule)
+		return 1;
+	__u32 action = rule->action;
+
+	union nj_any_event *any = nj_scratch();
+	if (any) {
+		struct nj_connect_policy_event *ev = &any->connect_policy;
+		__builtin_memset(ev, 0, sizeof(*ev));
+		nj_fill_header(&ev->hdr, NJ_KIND_CONNECT_POLICY, sizeof(*ev));
+		ev->action = action;
+		ev->rule_id = rule->rule_id;
+		ev->remote.family = family;
+		ev->remote.port = __builtin_bswap16(port_be);
+		ev->remote.scope_id = scope_id;
+		if (family == NJ_AF_INET)
+			__builtin_memcpy(ev->remote.addr, &addr[12], 4);
+		else
+			__builtin_memcpy(ev->remote.addr, addr, 16);
+		nj_submit(ev, sizeof(*ev), NJ_KIND_CONNECT_POLICY);
+	}
+	return action == NJ_CONNECT_DENY ? 0 : 1;
+}
+
+SEC("cgroup/connect4")
+int nj_connect4(struct bpf_sock_addr *ctx)
+{
+	__u8 addr[16] = {};
+	__u32 ip = ctx->user_ip4;
+
+	addr[10] = 0xff;
+	addr[11] = 0xff;
+	__builtin_memcpy(&addr[12], &ip, 4);
+	return nj_check(NJ_AF_INET, (__u16)ctx->user_port, addr, 0);
+}
+
+SEC("cgroup/connect6")
+int nj_connect6(struct bpf_sock_addr *ctx)
+{
+	__u32 words[4];
+
+	/* Context fields must be read one 32-bit word at a time at constant offsets. */
+	words[0] = ctx->user_ip6[0];
+	words[1] = ctx->user_ip6[1];
+	words[2] = ctx->user_ip6[2];
+	words[3] = ctx->user_ip6[3];
+	return nj_check(NJ_AF_INET6, (__u16)ctx->user_port, (const __u8 *)words, 0);
+}
+
+char LICENSE[] SEC("license") = "GPL";

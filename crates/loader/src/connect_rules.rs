@@ -1,0 +1,160 @@
+//! Connect rules: which destinations a connect() is reported for (audit) or refused (deny),
+//! enforced by cgroup/connect4 and cgroup/connect6 on the cgroup v2 root.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use nightjar_abi::{NJ_CONNECT_AUDIT, NJ_CONNECT_DENY};
+
+/// What a matching connect gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectAction {
+    /// Allowed, and reported as `connect_policy` with verdict `audited`.
+    Audit,
+    /// Refused with EPERM, and reported with verdict `denied`.
+    Deny,
+}
+
+impl ConnectAction {
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            ConnectAction::Audit => NJ_CONNECT_AUDIT,
+            ConnectAction::Deny => NJ_CONNECT_DENY,
+        }
+    }
+}
+
+/// A destination network and optional port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectRule {
+    pub network: IpAddr,
+    pub prefix_len: u8,
+    /// `None` matches every port.
+    pub port: Option<u16>,
+    pub action: ConnectAction,
+}
+
+/// Why a rule was not understood; the message names the entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("connect rule {entry:?}: {reason}")]
+pub struct RuleError {
+    pub entry: String,
+    pub reason: String,
+}
+
+impl ConnectRule {
+    /// Parses `CIDR` or `CIDR:PORT` (IPv6 in brackets: `[fd00::/8]:443`). A bare address is a
+    /// /32 or /128.
+    pub fn parse(entry: &str, action: ConnectAction) -> Result<Self, RuleError> {
+        let fail = |reason: &str| RuleError {
+            entry: entry.to_string(),
+            reason: reason.to_string(),
+        };
+        let (net, port) = if let Some(rest) = entry.strip_prefix('[') {
+            let (net, tail) = rest
+                .split_once(']')
+                .ok_or_else(|| fail("missing ']' after an IPv6 network"))?;
+            let port = match tail {
+                "" => None,
+                t => Some(
+                    t.strip_prefix(':')
+                        .ok_or_else(|| fail("expected ':PORT' after ']'"))?,
+                ),
+            };
+            (net, port)
+        } else {
+            match entry.rsplit_once(':') {
+                Some((net, port)) if !net.contains(':') => (net, Some(port)),
+                _ => (entry, None),
+            }
+        };
+        let port = port
+            .map(|p| match p.parse::<u16>() {
+                Ok(0) | Err(_) => Err(fail("port must be 1-65535")),
+                Ok(p) => Ok(p),
+            })
+            .transpose()?;
+        let (addr, len) = match net.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (net, None),
+        };
+        let network: IpAddr = addr
+            .parse()
+            .map_err(|_| fail("not an IP address or CIDR"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix_len = match len {
+            Some(l) => l
+                .parse::<u8>()
+                .ok()
+                .filter(|l| *l <= max)
+                .ok_or_else(|| fail(&format!("prefix length must be 0-{max}")))?,
+            None => max,
+        };
+        Ok(Self {
+            network,
+            prefix_len,
+            port,
+            action,
+        })
+    }
+
+    /// The LPM key: port (network order, 0 for any), then the IPv4-mapped or IPv6 address.
+    pub(crate) fn key(&self) -> (u32, u16, [u8; 16]) {
+        let (addr, bits) = match self.network {
+            IpAddr::V4(v4) => (v4.to_ipv6_mapped(), 96 + u32::from(self.prefix_len)),
+            IpAddr::V6(v6) => (v6, u32::from(self.prefix_len)),
+        };
+        let port = self.port.map_or(0, u16::to_be);
+        (16 + bits, port, masked(addr, bits))
+    }
+}
+
+fn masked(addr: Ipv6Addr, bits: u32) -> [u8; 16] {
+    let mut octets = addr.octets();
+    for (i, byte) in octets.iter_mut().enumerate() {
+        let keep = bits.saturating_sub(8 * i as u32).min(8);
+        *byte &= if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
+    }
+    octets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_forms() {
+        let r = ConnectRule::parse("10.1.0.0/16:443", ConnectAction::Deny).unwrap();
+        assert_eq!(r.network, "10.1.0.0".parse::<IpAddr>().unwrap());
+        assert_eq!((r.prefix_len, r.port), (16, Some(443)));
+        let r = ConnectRule::parse("10.1.2.3", ConnectAction::Audit).unwrap();
+        assert_eq!((r.prefix_len, r.port), (32, None));
+        let r = ConnectRule::parse("[fd00::/8]:53", ConnectAction::Deny).unwrap();
+        assert_eq!((r.prefix_len, r.port), (8, Some(53)));
+        let r = ConnectRule::parse("fd00::1", ConnectAction::Deny).unwrap();
+        assert_eq!((r.prefix_len, r.port), (128, None));
+    }
+
+    #[test]
+    fn errors_name_the_entry() {
+        for bad in [
+            "10.1.0.0/33",
+            "10.1.0.0/16:0",
+            "10.1.0.0:http",
+            "example.com",
+            "[fd00::/8",
+            "[fd00::]x",
+        ] {
+            let err = ConnectRule::parse(bad, ConnectAction::Deny).unwrap_err();
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn keys_are_masked_and_mapped() {
+        let r = ConnectRule::parse("10.1.2.3/16:80", ConnectAction::Deny).unwrap();
+        let (bits, port, addr) = r.key();
+        assert_eq!(bits, 16 + 96 + 16);
+        assert_eq!(port, 80u16.to_be());
+        assert_eq!(&addr[10..], &[0xff, 0xff, 10, 1, 0, 0]);
+    }
+}
