@@ -303,16 +303,8 @@ impl KernelProbes {
             ("nj_tc_ingress", aya::programs::TcAttachType::Ingress),
             ("nj_tc_egress", aya::programs::TcAttachType::Egress),
         ] {
-            let program_error = |source| LoadError::Program {
-                name: program.into(),
-                source,
-            };
-            let prog: &mut aya::programs::SchedClassifier = self
-                .ebpf
-                .program_mut(program)
-                .ok_or_else(|| missing_map("programs"))?
-                .try_into()
-                .map_err(program_error)?;
+            let program_error = |source| program_error(program, source);
+            let prog: &mut aya::programs::SchedClassifier = self.program(program)?;
             prog.load().map_err(program_error)?;
             for iface in interfaces {
                 prog.attach(iface, attach_type).map_err(program_error)?;
@@ -357,16 +349,8 @@ impl KernelProbes {
             ))
         })?;
         for program in ["nj_connect4", "nj_connect6"] {
-            let program_error = |source| LoadError::Program {
-                name: program.into(),
-                source,
-            };
-            let prog: &mut aya::programs::CgroupSockAddr = self
-                .ebpf
-                .program_mut(program)
-                .ok_or_else(|| missing_map("programs"))?
-                .try_into()
-                .map_err(program_error)?;
+            let program_error = |source| program_error(program, source);
+            let prog: &mut aya::programs::CgroupSockAddr = self.program(program)?;
             prog.load().map_err(program_error)?;
             // Aya attaches with a bpf_link, which the kernel always runs alongside other
             // programs on the cgroup (link attachments are multi by nature and take no
@@ -375,6 +359,21 @@ impl KernelProbes {
                 .map_err(program_error)?;
         }
         Ok(())
+    }
+
+    /// A program of the object as its concrete type.
+    fn program<'a, T>(&'a mut self, name: &str) -> Result<&'a mut T, LoadError>
+    where
+        &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    {
+        self.ebpf
+            .program_mut(name)
+            .ok_or_else(|| LoadError::Map {
+                name: "programs",
+                detail: format!("{name} is missing from nightjar.bpf.o"),
+            })?
+            .try_into()
+            .map_err(|source| program_error(name, source))
     }
 
     /// Takes the flow table (once) for the flow poller.
@@ -505,6 +504,13 @@ fn validate(config: &ProbeConfig) -> Result<(), LoadError> {
         ));
     }
     Ok(())
+}
+
+fn program_error(name: &str, source: aya::programs::ProgramError) -> LoadError {
+    LoadError::Program {
+        name: name.to_string(),
+        source,
+    }
 }
 
 fn missing_map(name: &'static str) -> LoadError {
