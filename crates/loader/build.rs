@@ -18,6 +18,7 @@ const FAMILIES: &[&str] = &[
     "net/socket",
     "net/tc_flow",
     "net/connect_policy",
+    "net/xdp_guard",
 ];
 
 /// Standalone objects: loaded one by one (feature probes may fail to load on some kernels).

@@ -72,4 +72,27 @@ struct nj_connect_rule {
 	__u32 rule_id;
 };
 
+/* Most blocklist entries (sizes the per-entry counters). */
+#define NJ_BLOCKLIST_MAX 1024
+
+/* Key of nj_blocklist, an LPM trie over source addresses (IPv4-mapped for IPv4). 20 bytes. */
+struct nj_cidr_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* Value of nj_blocklist. */
+struct nj_block_entry {
+	/* Index into nj_block_stats; the entry's position in the configuration. */
+	__u32 rule_id;
+	/* Non-zero: count only (audit mode), never drop. */
+	__u32 audit;
+};
+
+/* Packet and byte counters (per-CPU values in nj_block_stats and nj_xdp_if_stats). */
+struct nj_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
 #endif

@@ -26,6 +26,7 @@ pub const NJ_TCP_ACK: u32 = 16;
 pub const NJ_TCP_URG: u32 = 32;
 pub const NJ_CONNECT_AUDIT: u32 = 1;
 pub const NJ_CONNECT_DENY: u32 = 2;
+pub const NJ_BLOCKLIST_MAX: u32 = 1024;
 pub type __u8 = ::core::ffi::c_uchar;
 pub type __u16 = ::core::ffi::c_ushort;
 pub type __u32 = ::core::ffi::c_uint;
@@ -579,4 +580,46 @@ const _: () = {
         [::core::mem::offset_of!(nj_connect_rule, action) - 0usize];
     ["Offset of field: nj_connect_rule::rule_id"]
         [::core::mem::offset_of!(nj_connect_rule, rule_id) - 4usize];
+};
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct nj_cidr_key {
+    pub prefixlen: __u32,
+    pub addr: [__u8; 16usize],
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nj_cidr_key"][::core::mem::size_of::<nj_cidr_key>() - 20usize];
+    ["Alignment of nj_cidr_key"][::core::mem::align_of::<nj_cidr_key>() - 4usize];
+    ["Offset of field: nj_cidr_key::prefixlen"]
+        [::core::mem::offset_of!(nj_cidr_key, prefixlen) - 0usize];
+    ["Offset of field: nj_cidr_key::addr"][::core::mem::offset_of!(nj_cidr_key, addr) - 4usize];
+};
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct nj_block_entry {
+    pub rule_id: __u32,
+    pub audit: __u32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nj_block_entry"][::core::mem::size_of::<nj_block_entry>() - 8usize];
+    ["Alignment of nj_block_entry"][::core::mem::align_of::<nj_block_entry>() - 4usize];
+    ["Offset of field: nj_block_entry::rule_id"]
+        [::core::mem::offset_of!(nj_block_entry, rule_id) - 0usize];
+    ["Offset of field: nj_block_entry::audit"]
+        [::core::mem::offset_of!(nj_block_entry, audit) - 4usize];
+};
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct nj_counter {
+    pub packets: __u64,
+    pub bytes: __u64,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nj_counter"][::core::mem::size_of::<nj_counter>() - 16usize];
+    ["Alignment of nj_counter"][::core::mem::align_of::<nj_counter>() - 8usize];
+    ["Offset of field: nj_counter::packets"][::core::mem::offset_of!(nj_counter, packets) - 0usize];
+    ["Offset of field: nj_counter::bytes"][::core::mem::offset_of!(nj_counter, bytes) - 8usize];
 };

@@ -90,6 +90,15 @@ pub struct AgentArgs {
     /// Report connect() to CIDR[:PORT] without refusing it (repeatable).
     #[arg(long = "audit-connect")]
     pub audit_connect: Vec<String>,
+    /// Attach XDP (counters and the blocklist) to this interface (repeatable).
+    #[arg(long = "xdp-interface")]
+    pub xdp_interfaces: Vec<String>,
+    /// Drop packets from this source CIDR on the XDP interfaces (repeatable).
+    #[arg(long = "block")]
+    pub block: Vec<String>,
+    /// Count, but do not drop, packets from this source CIDR (repeatable).
+    #[arg(long = "block-audit")]
+    pub block_audit: Vec<String>,
     /// Ring-buffer size in bytes (power of two).
     #[arg(long)]
     pub ringbuf_bytes: Option<u32>,

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use nightjar_core::filter::EventFilter;
-use nightjar_loader::connect_rules::{ConnectAction, ConnectRule};
+use nightjar_loader::connect_rules::{Cidr, ConnectAction, ConnectRule};
 use nightjar_loader::flows::FlowTimers;
 use nightjar_loader::probes::{DEFAULT_FILE_PREFIXES, DEFAULT_FILE_WRITE_PREFIXES};
+use nightjar_loader::xdp::BlockEntry;
 use nightjar_loader::{Group, ProbeConfig};
 use serde::Deserialize;
 
@@ -29,6 +30,10 @@ pub struct AgentConfig {
     pub flow_timers: FlowTimers,
     /// Connect rules, in configuration order (a rule's index is its id in events).
     pub connect_rules: Vec<ConnectRule>,
+    /// Interfaces with XDP counters and the blocklist.
+    pub xdp_interfaces: Vec<String>,
+    /// Blocklist entries, in configuration order (an entry's index labels its counters).
+    pub blocklist: Vec<BlockEntry>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -63,6 +68,19 @@ struct FileConfig {
     flow_report_interval_secs: Option<u64>,
     #[serde(default)]
     connect_rules: Vec<ConnectRuleConfig>,
+    #[serde(default)]
+    xdp_interfaces: Vec<String>,
+    #[serde(default)]
+    blocklist: Vec<BlockConfig>,
+}
+
+/// One blocklist entry in the YAML file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlockConfig {
+    cidr: String,
+    #[serde(default)]
+    audit: bool,
 }
 
 /// One connect rule in the YAML file.
@@ -191,6 +209,29 @@ impl AgentConfig {
         for entry in &args.audit_connect {
             connect_rules.push(ConnectRule::parse(entry, ConnectAction::Audit)?);
         }
+        let mut blocklist = Vec::new();
+        for entry in &file.blocklist {
+            blocklist.push(BlockEntry {
+                cidr: Cidr::parse(&entry.cidr)?,
+                audit: entry.audit,
+            });
+        }
+        for (entries, audit) in [(&args.block, false), (&args.block_audit, true)] {
+            for entry in entries {
+                blocklist.push(BlockEntry {
+                    cidr: Cidr::parse(entry)?,
+                    audit,
+                });
+            }
+        }
+        let xdp_interfaces = if args.xdp_interfaces.is_empty() {
+            file.xdp_interfaces.clone()
+        } else {
+            args.xdp_interfaces.clone()
+        };
+        if !blocklist.is_empty() && xdp_interfaces.is_empty() {
+            bail!("blocklist entries need an XDP interface (--xdp-interface or xdp_interfaces)");
+        }
         let mut flow_timers = FlowTimers::default();
         if let Some(secs) = args.flow_idle_timeout.or(file.flow_idle_timeout_secs) {
             flow_timers.idle_timeout = std::time::Duration::from_secs(secs);
@@ -215,6 +256,8 @@ impl AgentConfig {
             },
             flow_timers,
             connect_rules,
+            xdp_interfaces,
+            blocklist,
         })
     }
 }

@@ -110,6 +110,13 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
         probes.attach_connect_rules(&config.connect_rules, &root)?;
         tracing::info!(rules = config.connect_rules.len(), cgroup = %root.display(), "Connect rules attached");
     }
+    let mut xdp_counters = if config.xdp_interfaces.is_empty() {
+        None
+    } else {
+        let counters = probes.attach_xdp(&config.xdp_interfaces, &config.blocklist)?;
+        tracing::info!(interfaces = ?config.xdp_interfaces, entries = config.blocklist.len(), "XDP attached");
+        Some(counters)
+    };
     let flow_table = if config.tc_interfaces.is_empty() {
         None
     } else {
@@ -176,7 +183,12 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
             _ = sigterm.recv() => break,
             _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => break,
             _ = async { stop.as_mut().expect("guarded by is_some").await }, if stop.is_some() => break,
-            _ = tick.tick() => counters.report(&telemetry),
+            _ = tick.tick() => {
+                counters.report(&telemetry);
+                if let Some(xdp) = xdp_counters.as_mut() {
+                    xdp.report(&telemetry);
+                }
+            }
         }
     }
 

@@ -329,3 +329,102 @@ fn connect_rules_deny_with_eperm_and_audit_without_refusing() {
         && e["remote"]["port"] == 7777
         && e["error"] == "EPERM"));
 }
+
+/// GET /metrics from inside namespace `ns`.
+fn metrics_in(ns: &str, port: u16) -> String {
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{ns}"))
+        .args([
+            "--",
+            "curl",
+            "-s",
+            &format!("http://127.0.0.1:{port}/metrics"),
+        ])
+        .output()
+        .expect("run curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn metric(text: &str, prefix: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn xdp_blocklist_drops_listed_sources_and_audit_only_counts() {
+    let _serial = support::serial();
+    let pair = NetPair::new();
+    let port = support::free_port();
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", pair.a))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_nightjar"))
+        .args(["agent", "--output", "none", "--groups", "process"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .args(["--xdp-interface", &pair.veth_a])
+        .args([
+            "--block",
+            "10.213.0.2/32",
+            "--block-audit",
+            "fd00:213::2/128",
+        ])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn agent");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Nightjar agent ready") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let agent = AgentGuard(Some(child));
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("agent ready");
+
+    // Every echo request from the blocked source is dropped before A's stack sees it.
+    let blocked = pair
+        .in_b("ping")
+        .args(["-c", "5", "-i", "0.2", "-W", "1", "-q", "10.213.0.1"])
+        .output()
+        .unwrap();
+    assert!(
+        !blocked.status.success(),
+        "ping through a drop entry succeeded"
+    );
+    // Audit mode counts and lets everything through.
+    let audited = pair
+        .in_b("ping")
+        .args(["-6", "-c", "3", "-i", "0.2", "-q", "fd00:213::1"])
+        .output()
+        .unwrap();
+    assert!(audited.status.success(), "{audited:?}");
+    std::thread::sleep(Duration::from_millis(2500));
+    let text = metrics_in(&pair.a, port);
+    let dropped = metric(
+        &text,
+        "nightjar_blocklist_packets_total{entry=\"10.213.0.2/32\",mode=\"drop\"} ",
+    );
+    assert_eq!(dropped, Some(5), "{text}");
+    let audit = metric(
+        &text,
+        "nightjar_blocklist_packets_total{entry=\"fd00:213::2/128\",mode=\"audit\"} ",
+    )
+    .unwrap_or(0);
+    // The 3 echo requests, plus neighbour discovery sent from that address.
+    assert!(audit >= 3, "{text}");
+    let seen = metric(
+        &text,
+        &format!(
+            "nightjar_xdp_packets_total{{interface=\"{}\"}} ",
+            pair.veth_a
+        ),
+    )
+    .unwrap_or(0);
+    assert!(seen >= 5 + audit, "{text}");
+    drop(agent);
+}

@@ -28,6 +28,19 @@ pub struct KindReasonLabel {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InterfaceLabel {
+    pub interface: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BlockLabel {
+    /// The entry's CIDR as configured.
+    pub entry: String,
+    /// `drop` or `audit`.
+    pub mode: &'static str,
+}
+
 /// Why an event was lost. Kernel-side reasons come from the BPF error map.
 pub mod loss {
     /// The BPF ring buffer was full when the kernel tried to write.
@@ -50,6 +63,10 @@ pub struct Telemetry {
     pub ringbuf_bytes: Gauge<i64, AtomicI64>,
     pub programs_attached: Gauge,
     pub sink_write_errors: Family<ReasonLabel, Counter<u64, AtomicU64>>,
+    pub xdp_packets: Family<InterfaceLabel, Counter>,
+    pub xdp_bytes: Family<InterfaceLabel, Counter>,
+    pub blocklist_packets: Family<BlockLabel, Counter>,
+    pub blocklist_bytes: Family<BlockLabel, Counter>,
 }
 
 impl Default for Telemetry {
@@ -72,6 +89,10 @@ impl Telemetry {
             ringbuf_bytes: Gauge::default(),
             programs_attached: Gauge::default(),
             sink_write_errors: Family::default(),
+            xdp_packets: Family::default(),
+            xdp_bytes: Family::default(),
+            blocklist_packets: Family::default(),
+            blocklist_bytes: Family::default(),
         };
         {
             let mut r = t.registry.lock().unwrap_or_else(|e| e.into_inner());
@@ -115,6 +136,26 @@ impl Telemetry {
                 "programs_attached",
                 "BPF programs attached",
                 t.programs_attached.clone(),
+            );
+            r.register(
+                "xdp_packets",
+                "Packets seen by XDP, by interface",
+                t.xdp_packets.clone(),
+            );
+            r.register(
+                "xdp_bytes",
+                "Bytes seen by XDP, by interface",
+                t.xdp_bytes.clone(),
+            );
+            r.register(
+                "blocklist_packets",
+                "Packets matching a blocklist entry (dropped unless mode=audit)",
+                t.blocklist_packets.clone(),
+            );
+            r.register(
+                "blocklist_bytes",
+                "Bytes matching a blocklist entry (dropped unless mode=audit)",
+                t.blocklist_bytes.clone(),
             );
             r.register(
                 "sink_write_errors",

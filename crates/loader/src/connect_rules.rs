@@ -33,6 +33,52 @@ pub struct ConnectRule {
     pub action: ConnectAction,
 }
 
+/// An IPv4 or IPv6 network, as the kernel tries keep it: IPv4 as IPv4-mapped IPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub network: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl Cidr {
+    /// Parses `a.b.c.d/n`, `x::y/n` or a bare address (/32 or /128).
+    pub fn parse(entry: &str) -> Result<Self, RuleError> {
+        let fail = |reason: &str| RuleError {
+            entry: entry.to_string(),
+            reason: reason.to_string(),
+        };
+        let (addr, len) = match entry.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (entry, None),
+        };
+        let network: IpAddr = addr
+            .parse()
+            .map_err(|_| fail("not an IP address or CIDR"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix_len = match len {
+            Some(l) => l
+                .parse::<u8>()
+                .ok()
+                .filter(|l| *l <= max)
+                .ok_or_else(|| fail(&format!("prefix length must be 0-{max}")))?,
+            None => max,
+        };
+        Ok(Self {
+            network,
+            prefix_len,
+        })
+    }
+
+    /// Bit length and masked address in the IPv4-mapped form.
+    pub fn mapped(&self) -> (u32, [u8; 16]) {
+        let (addr, bits) = match self.network {
+            IpAddr::V4(v4) => (v4.to_ipv6_mapped(), 96 + u32::from(self.prefix_len)),
+            IpAddr::V6(v6) => (v6, u32::from(self.prefix_len)),
+        };
+        (bits, masked(addr, bits))
+    }
+}
+
 /// Why a rule was not understood; the message names the entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("connect rule {entry:?}: {reason}")]
@@ -73,22 +119,10 @@ impl ConnectRule {
                 Ok(p) => Ok(p),
             })
             .transpose()?;
-        let (addr, len) = match net.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (net, None),
-        };
-        let network: IpAddr = addr
-            .parse()
-            .map_err(|_| fail("not an IP address or CIDR"))?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix_len = match len {
-            Some(l) => l
-                .parse::<u8>()
-                .ok()
-                .filter(|l| *l <= max)
-                .ok_or_else(|| fail(&format!("prefix length must be 0-{max}")))?,
-            None => max,
-        };
+        let Cidr {
+            network,
+            prefix_len,
+        } = Cidr::parse(net).map_err(|e| fail(&e.reason))?;
         Ok(Self {
             network,
             prefix_len,
@@ -99,12 +133,12 @@ impl ConnectRule {
 
     /// The LPM key: port (network order, 0 for any), then the IPv4-mapped or IPv6 address.
     pub(crate) fn key(&self) -> (u32, u16, [u8; 16]) {
-        let (addr, bits) = match self.network {
-            IpAddr::V4(v4) => (v4.to_ipv6_mapped(), 96 + u32::from(self.prefix_len)),
-            IpAddr::V6(v6) => (v6, u32::from(self.prefix_len)),
-        };
-        let port = self.port.map_or(0, u16::to_be);
-        (16 + bits, port, masked(addr, bits))
+        let (bits, addr) = Cidr {
+            network: self.network,
+            prefix_len: self.prefix_len,
+        }
+        .mapped();
+        (16 + bits, self.port.map_or(0, u16::to_be), addr)
     }
 }
 

@@ -15,6 +15,7 @@ mod names;
 mod objects;
 pub mod probes;
 pub mod ringbuf;
+pub mod xdp;
 
 pub use catalog::Group;
 pub use features::KernelFeatures;

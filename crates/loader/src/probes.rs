@@ -361,8 +361,12 @@ impl KernelProbes {
         Ok(())
     }
 
+    pub(crate) fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
     /// A program of the object as its concrete type.
-    fn program<'a, T>(&'a mut self, name: &str) -> Result<&'a mut T, LoadError>
+    pub(crate) fn program<'a, T>(&'a mut self, name: &str) -> Result<&'a mut T, LoadError>
     where
         &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
     {
@@ -506,7 +510,7 @@ fn validate(config: &ProbeConfig) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn program_error(name: &str, source: aya::programs::ProgramError) -> LoadError {
+pub(crate) fn program_error(name: &str, source: aya::programs::ProgramError) -> LoadError {
     LoadError::Program {
         name: name.to_string(),
         source,

@@ -1,0 +1,181 @@
+//! XDP: per-interface counters and the source-address blocklist (drop or audit per entry).
+
+use std::collections::HashMap;
+
+use aya::maps::{LpmTrie, MapData, PerCpuArray, PerCpuHashMap};
+use aya::programs::{Xdp, XdpMode};
+use nightjar_abi::NJ_BLOCKLIST_MAX;
+use nightjar_core::telemetry::{BlockLabel, InterfaceLabel, Telemetry};
+
+use crate::connect_rules::Cidr;
+use crate::probes::{KernelProbes, LoadError};
+
+/// One blocklist entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockEntry {
+    pub cidr: Cidr,
+    /// Count only; never drop.
+    pub audit: bool,
+}
+
+/// Reads the XDP counters and feeds their growth into [`Telemetry`].
+pub struct XdpCounters {
+    per_entry: PerCpuArray<MapData, [u64; 2]>,
+    per_interface: PerCpuHashMap<MapData, u32, [u64; 2]>,
+    interfaces: HashMap<u32, String>,
+    entries: Vec<(String, &'static str)>,
+    reported: HashMap<(bool, u32), [u64; 2]>,
+}
+
+impl std::fmt::Debug for XdpCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpCounters")
+            .field("interfaces", &self.interfaces)
+            .field("entries", &self.entries)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sum(values: impl Iterator<Item = [u64; 2]>) -> [u64; 2] {
+    values.fold([0, 0], |acc, v| [acc[0] + v[0], acc[1] + v[1]])
+}
+
+impl XdpCounters {
+    /// Adds what grew since the last call to the telemetry counters.
+    pub fn report(&mut self, telemetry: &Telemetry) {
+        for (index, (entry, mode)) in self.entries.iter().enumerate() {
+            let index = index as u32;
+            let Ok(values) = self.per_entry.get(&index, 0) else {
+                continue;
+            };
+            let now = sum(values.iter().copied());
+            let before = self.reported.insert((true, index), now).unwrap_or([0, 0]);
+            let label = BlockLabel {
+                entry: entry.clone(),
+                mode,
+            };
+            telemetry
+                .blocklist_packets
+                .get_or_create(&label)
+                .inc_by(now[0] - before[0]);
+            telemetry
+                .blocklist_bytes
+                .get_or_create(&label)
+                .inc_by(now[1] - before[1]);
+        }
+        for (ifindex, name) in &self.interfaces {
+            let Ok(values) = self.per_interface.get(ifindex, 0) else {
+                continue;
+            };
+            let now = sum(values.iter().copied());
+            let before = self
+                .reported
+                .insert((false, *ifindex), now)
+                .unwrap_or([0, 0]);
+            let label = InterfaceLabel {
+                interface: name.clone(),
+            };
+            telemetry
+                .xdp_packets
+                .get_or_create(&label)
+                .inc_by(now[0] - before[0]);
+            telemetry
+                .xdp_bytes
+                .get_or_create(&label)
+                .inc_by(now[1] - before[1]);
+        }
+    }
+}
+
+impl KernelProbes {
+    /// Fills the blocklist and attaches the XDP program to each interface (the kernel picks
+    /// driver mode where the driver has it, generic otherwise). An interface that already has
+    /// an XDP program is refused, never replaced.
+    pub fn attach_xdp(
+        &mut self,
+        interfaces: &[String],
+        entries: &[BlockEntry],
+    ) -> Result<XdpCounters, LoadError> {
+        if entries.len() > NJ_BLOCKLIST_MAX as usize {
+            return Err(LoadError::Config(format!(
+                "{} blocklist entries; at most {NJ_BLOCKLIST_MAX}",
+                entries.len()
+            )));
+        }
+        let ebpf = self.ebpf_mut();
+        let map = ebpf.map_mut("nj_blocklist").ok_or_else(|| LoadError::Map {
+            name: "nj_blocklist",
+            detail: "missing from nightjar.bpf.o".into(),
+        })?;
+        let mut trie: LpmTrie<&mut MapData, [u8; 16], [u32; 2]> =
+            LpmTrie::try_from(map).map_err(|e| map_error("nj_blocklist", e))?;
+        for (index, entry) in entries.iter().enumerate() {
+            let (bits, addr) = entry.cidr.mapped();
+            trie.insert(
+                &aya::maps::lpm_trie::Key::new(bits, addr),
+                [index as u32, u32::from(entry.audit)],
+                0,
+            )
+            .map_err(|e| map_error("nj_blocklist", e))?;
+        }
+        let mut names = HashMap::new();
+        let prog: &mut Xdp = self.program("nj_xdp")?;
+        prog.load()
+            .map_err(|source| crate::probes::program_error("nj_xdp", source))?;
+        for iface in interfaces {
+            let c_name = std::ffi::CString::new(iface.as_str()).map_err(|_| {
+                LoadError::Config(format!("interface name {iface:?} has a NUL byte"))
+            })?;
+            // SAFETY: a valid NUL-terminated name.
+            let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+            if index == 0 {
+                return Err(LoadError::Config(format!("unknown interface {iface:?}")));
+            }
+            prog.attach(iface, XdpMode::default()).map_err(|source| {
+                let busy = matches!(&source, aya::programs::ProgramError::SyscallError(e)
+                    if e.io_error.raw_os_error() == Some(libc::EBUSY) || e.io_error.raw_os_error() == Some(libc::EEXIST));
+                if busy {
+                    LoadError::Config(format!(
+                        "interface {iface:?} already has an XDP program; Nightjar never replaces another program"
+                    ))
+                } else {
+                    crate::probes::program_error("nj_xdp", source)
+                }
+            })?;
+            names.insert(index, iface.clone());
+        }
+        let ebpf = self.ebpf_mut();
+        let mut take = |name: &'static str| {
+            ebpf.take_map(name).ok_or(LoadError::Map {
+                name,
+                detail: "missing from nightjar.bpf.o".into(),
+            })
+        };
+        let per_entry = PerCpuArray::try_from(take("nj_block_stats")?)
+            .map_err(|e| map_error("nj_block_stats", e))?;
+        let per_interface = PerCpuHashMap::try_from(take("nj_xdp_if_stats")?)
+            .map_err(|e| map_error("nj_xdp_if_stats", e))?;
+        Ok(XdpCounters {
+            per_entry,
+            per_interface,
+            interfaces: names,
+            entries: entries
+                .iter()
+                .map(|e| {
+                    (
+                        format!("{}/{}", e.cidr.network, e.cidr.prefix_len),
+                        if e.audit { "audit" } else { "drop" },
+                    )
+                })
+                .collect(),
+            reported: HashMap::new(),
+        })
+    }
+}
+
+fn map_error(name: &'static str, e: aya::maps::MapError) -> LoadError {
+    LoadError::Map {
+        name,
+        detail: e.to_string(),
+    }
+}
