@@ -78,6 +78,10 @@ pub struct AgentArgs {
     /// Account network flows on this interface with TC ingress and egress (repeatable).
     #[arg(long = "tc-interface")]
     pub tc_interfaces: Vec<String>,
+    /// Also account every veth interface that exists or appears (pod interfaces), following
+    /// link changes from rtnetlink.
+    #[arg(long)]
+    pub tc_veths: bool,
     /// Report and forget a flow after this many seconds without packets.
     #[arg(long)]
     pub flow_idle_timeout: Option<u64>,

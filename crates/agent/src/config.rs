@@ -27,6 +27,8 @@ pub struct AgentConfig {
     pub duration: Option<std::time::Duration>,
     /// Interfaces with TC flow accounting.
     pub tc_interfaces: Vec<String>,
+    /// Also every veth that exists or appears.
+    pub tc_veths: bool,
     pub flow_timers: FlowTimers,
     /// Connect rules, in configuration order (a rule's index is its id in events).
     pub connect_rules: Vec<ConnectRule>,
@@ -64,6 +66,8 @@ struct FileConfig {
     filter: FilterConfig,
     #[serde(default)]
     tc_interfaces: Vec<String>,
+    #[serde(default)]
+    tc_veths: bool,
     flow_idle_timeout_secs: Option<u64>,
     flow_report_interval_secs: Option<u64>,
     #[serde(default)]
@@ -254,6 +258,7 @@ impl AgentConfig {
             } else {
                 args.tc_interfaces.clone()
             },
+            tc_veths: args.tc_veths || file.tc_veths,
             flow_timers,
             connect_rules,
             xdp_interfaces,

@@ -52,6 +52,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         pids: vec![],
         containers: vec![],
         tc_interfaces: vec![],
+        tc_veths: false,
         deny_connect: vec![],
         xdp_interfaces: vec![],
         block: vec![],

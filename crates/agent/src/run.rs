@@ -117,7 +117,7 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
         tracing::info!(interfaces = ?config.xdp_interfaces, entries = config.blocklist.len(), "XDP attached");
         Some(counters)
     };
-    let flow_table = if config.tc_interfaces.is_empty() {
+    let flow_table = if config.tc_interfaces.is_empty() && !config.tc_veths {
         None
     } else {
         let names = probes.attach_tc(&config.tc_interfaces)?;
@@ -172,6 +172,20 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     if let Some(ready) = hooks.ready.take() {
         let _ = ready.send(());
     }
+    // With --tc-veths, follow links as they come and go (the dump of existing links first).
+    let (link_tx, mut link_rx) = mpsc::channel(16);
+    if config.tc_veths {
+        let mut watcher =
+            nightjar_loader::links::LinkWatcher::open().context("opening rtnetlink")?;
+        tokio::spawn(async move {
+            while let Ok(changes) = watcher.next().await {
+                if link_tx.send(changes).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let mut veths = std::collections::HashSet::new();
     let mut stop = hooks.stop.take();
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -183,6 +197,11 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
             _ = sigterm.recv() => break,
             _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => break,
             _ = async { stop.as_mut().expect("guarded by is_some").await }, if stop.is_some() => break,
+            Some(changes) = link_rx.recv() => {
+                for change in changes {
+                    follow_link(&mut probes, &mut veths, change);
+                }
+            }
             _ = tick.tick() => {
                 counters.report(&telemetry);
                 if let Some(xdp) = xdp_counters.as_mut() {
@@ -232,5 +251,32 @@ async fn poll_flows(
                 return;
             }
         }
+    }
+}
+
+/// Attaches TC accounting to a veth the first time it is seen; forgets it when it goes (its
+/// links went with it).
+fn follow_link(
+    probes: &mut KernelProbes,
+    veths: &mut std::collections::HashSet<u32>,
+    change: nightjar_loader::links::LinkChange,
+) {
+    use nightjar_loader::links::LinkChange;
+    match change {
+        LinkChange::Up { index, name, kind } if kind.as_deref() == Some("veth") => {
+            if veths.insert(index) {
+                match probes.attach_tc_interface(&name) {
+                    Ok(_) => tracing::info!(interface = %name, "TC flow accounting attached"),
+                    Err(err) => {
+                        veths.remove(&index);
+                        tracing::warn!(interface = %name, error = %err, "TC attach failed");
+                    }
+                }
+            }
+        }
+        LinkChange::Gone { index, .. } => {
+            veths.remove(&index);
+        }
+        LinkChange::Up { .. } => {}
     }
 }

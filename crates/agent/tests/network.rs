@@ -428,3 +428,77 @@ fn xdp_blocklist_drops_listed_sources_and_audit_only_counts() {
     assert!(seen >= 5 + audit, "{text}");
     drop(agent);
 }
+
+#[test]
+fn tc_follows_veths_that_exist_and_that_appear() {
+    let _serial = support::serial();
+    let pair = NetPair::new();
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("events.jsonl");
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", pair.a))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_nightjar"))
+        .args(["agent", "--no-metrics", "--groups", "process", "--tc-veths"])
+        .arg("--output-file")
+        .arg(&output)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn agent");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let agent = AgentGuard(Some(child));
+    let wait_for = |needle: &str| loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+        if line.contains(needle) {
+            return;
+        }
+    };
+    wait_for("Nightjar agent ready");
+
+    // A second veth pair created after the agent started, one end moved to B.
+    let id = std::process::id() % 100_000;
+    let (vx, vy) = (format!("njx{id}"), format!("njy{id}"));
+    ip(&[
+        "-n", &pair.a, "link", "add", &vx, "type", "veth", "peer", "name", &vy,
+    ]);
+    wait_for(&format!("interface={vx}"));
+    ip(&["-n", &pair.a, "link", "set", &vy, "netns", &pair.b]);
+    ip(&["-n", &pair.a, "addr", "add", "10.214.0.1/24", "dev", &vx]);
+    ip(&["-n", &pair.b, "addr", "add", "10.214.0.2/24", "dev", &vy]);
+    ip(&["-n", &pair.a, "link", "set", &vx, "up"]);
+    ip(&["-n", &pair.b, "link", "set", &vy, "up"]);
+    let new_link = pair
+        .in_a("ping")
+        .args(["-c", "3", "-i", "0.2", "-q", "10.214.0.2"])
+        .output()
+        .unwrap();
+    assert!(new_link.status.success(), "{new_link:?}");
+    let old_link = pair
+        .in_a("ping")
+        .args(["-c", "2", "-i", "0.2", "-q", "10.213.0.2"])
+        .output()
+        .unwrap();
+    assert!(old_link.status.success(), "{old_link:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    let events = stop(agent, &output);
+
+    let on = |iface: &str| {
+        events
+            .iter()
+            .filter(|e| e["type"] == "flow" && e["interface"] == iface)
+            .filter(|e| e["protocol"] == "icmp" && e["direction"] == "egress")
+            .map(|e| e["packets"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(on(&vx), 3, "the veth created after start");
+    assert_eq!(on(&pair.veth_a), 2, "the veth that existed at start");
+}

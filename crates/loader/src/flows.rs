@@ -97,6 +97,23 @@ fn tcp_flag_names(flags: u32) -> Vec<&'static str> {
         .collect()
 }
 
+/// The name of an interface attached after start (a new veth), asked of the kernel once per
+/// reported flow; `None` once the interface is gone.
+fn interface_name(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
+    let name = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if name.is_null() {
+        return None;
+    }
+    // SAFETY: on success the kernel wrote a NUL-terminated name into buf.
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
 fn protocol_name(p: u8) -> &'static str {
     match p {
         1 => "icmp",
@@ -138,6 +155,7 @@ impl FlowTable {
                 .interfaces
                 .get(&key.ifindex)
                 .map(|n| n.to_string())
+                .or_else(|| interface_name(key.ifindex))
                 .unwrap_or_else(|| format!("if{}", key.ifindex)),
             direction: if u32::from(key.direction) == NJ_FLOW_EGRESS {
                 "egress"

@@ -11,6 +11,7 @@ pub mod convert;
 pub mod counters;
 pub mod features;
 pub mod flows;
+pub mod links;
 mod names;
 mod objects;
 pub mod probes;

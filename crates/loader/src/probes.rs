@@ -278,26 +278,29 @@ impl KernelProbes {
         interfaces: &[String],
     ) -> Result<std::collections::HashMap<u32, std::sync::Arc<str>>, LoadError> {
         let mut names = std::collections::HashMap::new();
-        if interfaces.is_empty() {
-            return Ok(names);
+        for iface in interfaces {
+            let index = self.attach_tc_interface(iface)?;
+            names.insert(index, std::sync::Arc::from(iface.as_str()));
+        }
+        Ok(names)
+    }
+
+    /// Attaches TC accounting to one more interface (loading the programs the first time);
+    /// returns its ifindex. The links go away by themselves when the interface does.
+    pub fn attach_tc_interface(&mut self, iface: &str) -> Result<u32, LoadError> {
+        let c_name = std::ffi::CString::new(iface)
+            .map_err(|_| LoadError::Config(format!("interface name {iface:?} has a NUL byte")))?;
+        // SAFETY: a valid NUL-terminated name.
+        let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+        if index == 0 {
+            return Err(LoadError::Config(format!("unknown interface {iface:?}")));
         }
         let tcx = aya::util::KernelVersion::current()
             .map(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
             .unwrap_or(false);
-        for iface in interfaces {
-            let c_name = std::ffi::CString::new(iface.as_str()).map_err(|_| {
-                LoadError::Config(format!("interface name {iface:?} has a NUL byte"))
-            })?;
-            // SAFETY: a valid NUL-terminated name.
-            let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-            if index == 0 {
-                return Err(LoadError::Config(format!("unknown interface {iface:?}")));
-            }
-            names.insert(index, std::sync::Arc::from(iface.as_str()));
-            if !tcx {
-                // An existing clsact qdisc is fine (EEXIST); it is never replaced.
-                let _ = aya::programs::tc::qdisc_add_clsact(iface);
-            }
+        if !tcx {
+            // An existing clsact qdisc is fine (EEXIST); it is never replaced.
+            let _ = aya::programs::tc::qdisc_add_clsact(iface);
         }
         for (program, attach_type) in [
             ("nj_tc_ingress", aya::programs::TcAttachType::Ingress),
@@ -305,12 +308,12 @@ impl KernelProbes {
         ] {
             let program_error = |source| program_error(program, source);
             let prog: &mut aya::programs::SchedClassifier = self.program(program)?;
-            prog.load().map_err(program_error)?;
-            for iface in interfaces {
-                prog.attach(iface, attach_type).map_err(program_error)?;
+            if prog.fd().is_err() {
+                prog.load().map_err(program_error)?;
             }
+            prog.attach(iface, attach_type).map_err(program_error)?;
         }
-        Ok(names)
+        Ok(index)
     }
 
     /// Loads the connect rules into the kernel and attaches cgroup/connect4 and connect6 to
