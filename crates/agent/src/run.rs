@@ -152,8 +152,14 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     }
 
     let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
-    let flows =
-        flow_table.map(|table| tokio::spawn(poll_flows(table, tx.clone(), shutdown_rx.clone())));
+    let flows = flow_table.map(|table| {
+        tokio::spawn(poll_flows(
+            table,
+            tx.clone(),
+            telemetry.clone(),
+            shutdown_rx.clone(),
+        ))
+    });
     let converter = Converter::new(clock, node);
     let drain = tokio::spawn(nightjar_loader::ringbuf::drain(
         ring,
@@ -232,6 +238,7 @@ const FLOW_POLL_INTERVAL: Duration = Duration::from_secs(1);
 async fn poll_flows(
     mut table: nightjar_loader::flows::FlowTable,
     output: mpsc::Sender<nightjar_core::pipeline::Batch>,
+    telemetry: Arc<Telemetry>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(FLOW_POLL_INTERVAL);
@@ -239,6 +246,11 @@ async fn poll_flows(
         tokio::select! {
             _ = tick.tick() => {
                 let batch = table.poll(nightjar_core::time::boottime_ns());
+                for (interface, direction, packets, bytes) in table.take_traffic() {
+                    let label = nightjar_core::telemetry::InterfaceDirectionLabel { interface, direction };
+                    telemetry.interface_packets.get_or_create(&label).inc_by(packets);
+                    telemetry.interface_bytes.get_or_create(&label).inc_by(bytes);
+                }
                 if !batch.is_empty() && output.send(batch).await.is_err() {
                     return;
                 }

@@ -78,14 +78,15 @@ impl Drop for NetPair {
 
 /// The agent in namespace A's network (nsenter keeps the host's mounts, where `ip netns
 /// exec` would remount /sys without the cgroup2 tree), accounting flows on A's veth.
-fn start_agent(pair: &NetPair, output: &std::path::Path) -> AgentGuard {
+fn start_agent(pair: &NetPair, output: &std::path::Path, metrics_port: u16) -> AgentGuard {
     let mut child = Command::new("nsenter")
         .arg(format!("--net=/var/run/netns/{}", pair.a))
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_nightjar"))
         .args([
             "agent",
-            "--no-metrics",
+            "--metrics-addr",
+            &format!("127.0.0.1:{metrics_port}"),
             "--groups",
             "process",
             "--tc-interface",
@@ -157,7 +158,8 @@ fn tc_flows_count_exactly_what_was_sent() {
     let pair = NetPair::new();
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("events.jsonl");
-    let agent = start_agent(&pair, &output);
+    let metrics_port = support::free_port();
+    let agent = start_agent(&pair, &output, metrics_port);
 
     // ICMP echo: 5 requests out, 5 replies in; 84-byte IPv4 packets in 98-byte frames.
     let ping = pair
@@ -196,7 +198,28 @@ fn tc_flows_count_exactly_what_was_sent() {
     assert_eq!(String::from_utf8_lossy(&connect.stdout).trim(), "0");
     server.wait().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
+    let metrics = metrics_in(&pair.a, metrics_port);
     let events = stop(agent, &output);
+    // Per-interface totals in Prometheus equal the sum of the flow records.
+    for direction in ["ingress", "egress"] {
+        let flows: u64 = events
+            .iter()
+            .filter(|e| e["type"] == "flow" && e["reason"] != "periodic")
+            .filter(|e| e["direction"] == direction)
+            .map(|e| e["packets"].as_u64().unwrap())
+            .sum();
+        let prefix = format!(
+            "nightjar_interface_packets_total{{interface=\"{}\",direction=\"{direction}\"}} ",
+            pair.veth_a
+        );
+        let counted = metric(&metrics, &prefix).unwrap_or_else(|| panic!("{prefix}: {metrics}"));
+        // The snapshot is taken just before the stop; an IPv6 neighbour-discovery packet can
+        // still land in between and show up only in the final flow records.
+        assert!(
+            counted <= flows && flows - counted <= 2,
+            "{direction}: metric {counted}, flow records {flows}"
+        );
+    }
 
     assert_eq!(
         totals(&events, "egress", "icmp", "10.213.0.1", "10.213.0.2"),

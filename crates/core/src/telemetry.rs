@@ -34,6 +34,13 @@ pub struct InterfaceLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InterfaceDirectionLabel {
+    pub interface: String,
+    /// `ingress` or `egress`.
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BlockLabel {
     /// The entry's CIDR as configured.
     pub entry: String,
@@ -67,6 +74,8 @@ pub struct Telemetry {
     pub xdp_bytes: Family<InterfaceLabel, Counter>,
     pub blocklist_packets: Family<BlockLabel, Counter>,
     pub blocklist_bytes: Family<BlockLabel, Counter>,
+    pub interface_packets: Family<InterfaceDirectionLabel, Counter>,
+    pub interface_bytes: Family<InterfaceDirectionLabel, Counter>,
 }
 
 impl Default for Telemetry {
@@ -93,6 +102,8 @@ impl Telemetry {
             xdp_bytes: Family::default(),
             blocklist_packets: Family::default(),
             blocklist_bytes: Family::default(),
+            interface_packets: Family::default(),
+            interface_bytes: Family::default(),
         };
         {
             let mut r = t.registry.lock().unwrap_or_else(|e| e.into_inner());
@@ -156,6 +167,16 @@ impl Telemetry {
                 "blocklist_bytes",
                 "Bytes matching a blocklist entry (dropped unless mode=audit)",
                 t.blocklist_bytes.clone(),
+            );
+            r.register(
+                "interface_packets",
+                "IP packets counted by TC flow accounting, by interface and direction",
+                t.interface_packets.clone(),
+            );
+            r.register(
+                "interface_bytes",
+                "Frame bytes counted by TC flow accounting, by interface and direction",
+                t.interface_bytes.clone(),
             );
             r.register(
                 "sink_write_errors",

@@ -53,6 +53,10 @@ pub struct FlowTable {
     interfaces: HashMap<u32, Arc<str>>,
     /// Boot-time ns of the last periodic report per flow (bounded by the kernel map's size).
     reported: HashMap<[u8; 48], u64>,
+    /// Packets and bytes of each live flow already added to the traffic totals.
+    counted: HashMap<[u8; 48], (u64, u64)>,
+    /// Growth since the last `take_traffic`, per (ifindex, direction).
+    traffic: HashMap<(u32, u8), (u64, u64)>,
     clock: BootClock,
     node: Arc<str>,
 }
@@ -137,6 +141,8 @@ impl FlowTable {
             timers,
             interfaces,
             reported: HashMap::new(),
+            counted: HashMap::new(),
+            traffic: HashMap::new(),
             clock,
             node,
         }
@@ -200,6 +206,29 @@ impl FlowTable {
         self.collect(now_ns, false)
     }
 
+    /// Packets and bytes seen since the last call, per interface name and direction
+    /// (`ingress`/`egress`); the source of per-interface packets/s and bytes/s.
+    pub fn take_traffic(&mut self) -> Vec<(String, &'static str, u64, u64)> {
+        let traffic = std::mem::take(&mut self.traffic);
+        traffic
+            .into_iter()
+            .map(|((ifindex, direction), (packets, bytes))| {
+                let name = self
+                    .interfaces
+                    .get(&ifindex)
+                    .map(|n| n.to_string())
+                    .or_else(|| interface_name(ifindex))
+                    .unwrap_or_else(|| format!("if{ifindex}"));
+                let direction = if u32::from(direction) == NJ_FLOW_EGRESS {
+                    "egress"
+                } else {
+                    "ingress"
+                };
+                (name, direction, packets, bytes)
+            })
+            .collect()
+    }
+
     /// Every flow left, reported and removed (at shutdown).
     pub fn flush(&mut self, now_ns: u64) -> Vec<Event> {
         self.collect(now_ns, true)
@@ -214,6 +243,14 @@ impl FlowTable {
                 && quiet >= self.timers.end_grace.as_nanos() as u64;
             let idle = quiet >= self.timers.idle_timeout.as_nanos() as u64;
             let id = key_bytes(&key);
+            let (seen_packets, seen_bytes) = self.counted.get(&id).copied().unwrap_or((0, 0));
+            let grown = self
+                .traffic
+                .entry((key.ifindex, key.direction))
+                .or_default();
+            grown.0 += stats.packets.saturating_sub(seen_packets);
+            grown.1 += stats.bytes.saturating_sub(seen_bytes);
+            self.counted.insert(id, (stats.packets, stats.bytes));
             let reason = if all {
                 Some("agent_stop")
             } else if ended {
@@ -227,6 +264,7 @@ impl FlowTable {
                 events.push(self.event(&key, &stats, reason, now_ns));
                 let _ = self.map.remove(&FlowKey(key));
                 self.reported.remove(&id);
+                self.counted.remove(&id);
                 continue;
             }
             let since = self.reported.get(&id).copied().unwrap_or(stats.first_ns);
