@@ -525,3 +525,59 @@ fn tc_follows_veths_that_exist_and_that_appear() {
     assert_eq!(on(&vx), 3, "the veth created after start");
     assert_eq!(on(&pair.veth_a), 2, "the veth that existed at start");
 }
+
+#[test]
+fn xdp_never_replaces_a_program_already_attached() {
+    let _serial = support::serial();
+    let pair = NetPair::new();
+    let agent_in_a = |extra: &[&str]| {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/var/run/netns/{}", pair.a))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_nightjar"))
+            .args([
+                "agent",
+                "--output",
+                "none",
+                "--no-metrics",
+                "--groups",
+                "process",
+            ])
+            .args(["--xdp-interface", &pair.veth_a])
+            .args(extra)
+            .env("RUST_LOG", "info");
+        cmd
+    };
+    // The first agent holds the interface's XDP hook.
+    let mut first = agent_in_a(&[]).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = first.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Nightjar agent ready") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let first = AgentGuard(Some(first));
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("first agent ready");
+
+    // A second one must refuse, naming the interface, and leave the first in place.
+    let second = agent_in_a(&["--duration", "5"]).output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "second agent replaced XDP: {err}");
+    assert!(
+        err.contains("already has an XDP program") && err.contains(&pair.veth_a),
+        "{err}"
+    );
+    let link = Command::new("ip")
+        .args(["-n", &pair.a, "-d", "link", "show", &pair.veth_a])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&link.stdout).contains("nj_xdp"),
+        "the first agent's program must still be attached"
+    );
+    drop(first);
+}
