@@ -77,23 +77,15 @@ impl Drop for NetPair {
 }
 
 /// The agent in namespace A's network (nsenter keeps the host's mounts, where `ip netns
-/// exec` would remount /sys without the cgroup2 tree), accounting flows on A's veth.
-fn start_agent(pair: &NetPair, output: &std::path::Path, metrics_port: u16) -> AgentGuard {
+/// exec` would remount /sys without the cgroup2 tree), run with `args` after `agent`. Waits
+/// until it is ready; the receiver yields its later log lines.
+fn agent_in_a(pair: &NetPair, args: &[&str]) -> (AgentGuard, mpsc::Receiver<String>) {
     let mut child = Command::new("nsenter")
         .arg(format!("--net=/var/run/netns/{}", pair.a))
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_nightjar"))
-        .args([
-            "agent",
-            "--metrics-addr",
-            &format!("127.0.0.1:{metrics_port}"),
-            "--groups",
-            "process",
-            "--tc-interface",
-            &pair.veth_a,
-        ])
-        .arg("--output-file")
-        .arg(output)
+        .arg("agent")
+        .args(args)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -102,15 +94,23 @@ fn start_agent(pair: &NetPair, output: &std::path::Path, metrics_port: u16) -> A
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("Nightjar agent ready") {
-                let _ = tx.send(());
-            }
+            let _ = tx.send(line);
         }
     });
     let guard = AgentGuard(Some(child));
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("agent ready within 60 s");
-    guard
+    wait_for_line(&rx, "Nightjar agent ready");
+    (guard, rx)
+}
+
+fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no agent log line with {needle:?} within 60 s"));
+        if line.contains(needle) {
+            return;
+        }
+    }
 }
 
 /// Kills the agent if the test fails before stopping it.
@@ -159,7 +159,20 @@ fn tc_flows_count_exactly_what_was_sent() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("events.jsonl");
     let metrics_port = support::free_port();
-    let agent = start_agent(&pair, &output, metrics_port);
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let (agent, _log) = agent_in_a(
+        &pair,
+        &[
+            "--metrics-addr",
+            &metrics_addr,
+            "--groups",
+            "process",
+            "--tc-interface",
+            &pair.veth_a,
+            "--output-file",
+            output.to_str().unwrap(),
+        ],
+    );
 
     // ICMP echo: 5 requests out, 5 replies in; 84-byte IPv4 packets in 98-byte frames.
     let ping = pair
@@ -379,35 +392,24 @@ fn xdp_blocklist_drops_listed_sources_and_audit_only_counts() {
     let _serial = support::serial();
     let pair = NetPair::new();
     let port = support::free_port();
-    let mut child = Command::new("nsenter")
-        .arg(format!("--net=/var/run/netns/{}", pair.a))
-        .arg("--")
-        .arg(env!("CARGO_BIN_EXE_nightjar"))
-        .args(["agent", "--output", "none", "--groups", "process"])
-        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
-        .args(["--xdp-interface", &pair.veth_a])
-        .args([
+    let metrics_addr = format!("127.0.0.1:{port}");
+    let (agent, _log) = agent_in_a(
+        &pair,
+        &[
+            "--output",
+            "none",
+            "--groups",
+            "process",
+            "--metrics-addr",
+            &metrics_addr,
+            "--xdp-interface",
+            &pair.veth_a,
             "--block",
             "10.213.0.2/32",
             "--block-audit",
             "fd00:213::2/128",
-        ])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn agent");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("Nightjar agent ready") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let agent = AgentGuard(Some(child));
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("agent ready");
+        ],
+    );
 
     // Every echo request from the blocked source is dropped before A's stack sees it.
     let blocked = pair
@@ -458,34 +460,17 @@ fn tc_follows_veths_that_exist_and_that_appear() {
     let pair = NetPair::new();
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("events.jsonl");
-    let mut child = Command::new("nsenter")
-        .arg(format!("--net=/var/run/netns/{}", pair.a))
-        .arg("--")
-        .arg(env!("CARGO_BIN_EXE_nightjar"))
-        .args(["agent", "--no-metrics", "--groups", "process", "--tc-veths"])
-        .arg("--output-file")
-        .arg(&output)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn agent");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let agent = AgentGuard(Some(child));
-    let wait_for = |needle: &str| loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
-        if line.contains(needle) {
-            return;
-        }
-    };
-    wait_for("Nightjar agent ready");
+    let (agent, log) = agent_in_a(
+        &pair,
+        &[
+            "--no-metrics",
+            "--groups",
+            "process",
+            "--tc-veths",
+            "--output-file",
+            output.to_str().unwrap(),
+        ],
+    );
 
     // A second veth pair created after the agent started, one end moved to B.
     let id = std::process::id() % 100_000;
@@ -493,7 +478,7 @@ fn tc_follows_veths_that_exist_and_that_appear() {
     ip(&[
         "-n", &pair.a, "link", "add", &vx, "type", "veth", "peer", "name", &vy,
     ]);
-    wait_for(&format!("interface={vx}"));
+    wait_for_line(&log, &format!("interface={vx}"));
     ip(&["-n", &pair.a, "link", "set", &vy, "netns", &pair.b]);
     ip(&["-n", &pair.a, "addr", "add", "10.214.0.1/24", "dev", &vx]);
     ip(&["-n", &pair.b, "addr", "add", "10.214.0.2/24", "dev", &vy]);
@@ -530,41 +515,28 @@ fn tc_follows_veths_that_exist_and_that_appear() {
 fn xdp_never_replaces_a_program_already_attached() {
     let _serial = support::serial();
     let pair = NetPair::new();
-    let agent_in_a = |extra: &[&str]| {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/var/run/netns/{}", pair.a))
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_nightjar"))
-            .args([
-                "agent",
-                "--output",
-                "none",
-                "--no-metrics",
-                "--groups",
-                "process",
-            ])
-            .args(["--xdp-interface", &pair.veth_a])
-            .args(extra)
-            .env("RUST_LOG", "info");
-        cmd
-    };
+    let args = [
+        "--output",
+        "none",
+        "--no-metrics",
+        "--groups",
+        "process",
+        "--xdp-interface",
+        pair.veth_a.as_str(),
+    ];
     // The first agent holds the interface's XDP hook.
-    let mut first = agent_in_a(&[]).stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = first.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("Nightjar agent ready") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let first = AgentGuard(Some(first));
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("first agent ready");
+    let (first, _log) = agent_in_a(&pair, &args);
 
     // A second one must refuse, naming the interface, and leave the first in place.
-    let second = agent_in_a(&["--duration", "5"]).output().unwrap();
+    let second = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", pair.a))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_nightjar"))
+        .arg("agent")
+        .args(args)
+        .args(["--duration", "5"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success(), "second agent replaced XDP: {err}");
     assert!(
