@@ -40,6 +40,45 @@ static __always_inline int nj_read_dentry_link(struct dentry *dentry, struct nj_
 	return bpf_core_read(&link->name, sizeof(link->name), &dentry->d_name);
 }
 
+/* Where a walk up the dentry tree stands: the dentry and the mount it is seen through. */
+struct nj_walk {
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	/* Root dentry of the current mount, read once per mount, not per component. */
+	struct dentry *mnt_root;
+};
+
+static __always_inline void nj_walk_start(struct nj_walk *w, struct dentry *dentry,
+					  struct vfsmount *vfsmnt)
+{
+	w->dentry = dentry;
+	w->vfsmnt = vfsmnt;
+	w->mnt = container_of(vfsmnt, struct mount, mnt);
+	w->mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+}
+
+/*
+ * At the root of a mount, moves to the dentry it is mounted on in the parent mount and
+ * returns 1; returns 0 when not at a mount root, -1 at the top of the mount tree.
+ */
+static __always_inline int nj_walk_cross_mount(struct nj_walk *w)
+{
+	/* Locals, not w->...: BPF_CORE_READ would record relocations against struct nj_walk. */
+	struct mount *mnt = w->mnt;
+	if (w->dentry != w->mnt_root)
+		return 0;
+	struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
+	if (parent == mnt)
+		return -1;
+	struct vfsmount *vfsmnt = (struct vfsmount *)__builtin_preserve_access_index(&parent->mnt);
+	w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+	w->mnt = parent;
+	w->vfsmnt = vfsmnt;
+	w->mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	return 1;
+}
+
 /*
  * Finds the top-level component of @path as seen from the current task's root (the "etc"
  * of /etc/passwd), without building the path: one read per level and no name copies. Fills
@@ -54,31 +93,24 @@ static __always_inline int nj_top_component(const struct path *path, struct qstr
 
 	if (bpf_core_read(&p, sizeof(p), path) != 0 || !p.dentry)
 		return -1;
-	struct dentry *dentry = p.dentry;
-	struct vfsmount *vfsmnt = p.mnt;
-	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
-	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	struct nj_walk w;
 	bool found = false;
 
+	nj_walk_start(&w, p.dentry, p.mnt);
 	for (int i = 0; i < NJ_PATH_DEPTH; i++) {
-		if (dentry == root_dentry && vfsmnt == root_mnt)
+		if (w.dentry == root_dentry && w.vfsmnt == root_mnt)
 			break;
-		if (dentry == mnt_root) {
-			struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
-			if (parent == mnt)
-				break;
-			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
-			mnt = parent;
-			vfsmnt = (struct vfsmount *)__builtin_preserve_access_index(&parent->mnt);
-			mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+		int crossed = nj_walk_cross_mount(&w);
+		if (crossed < 0)
+			break;
+		if (crossed > 0)
 			continue;
-		}
 		struct nj_dentry_link link;
-		if (nj_read_dentry_link(dentry, &link) != 0 || link.parent == dentry)
+		if (nj_read_dentry_link(w.dentry, &link) != 0 || link.parent == w.dentry)
 			break;
 		*top = link.name;
 		found = true;
-		dentry = link.parent;
+		w.dentry = link.parent;
 	}
 	return found ? 0 : -1;
 }
@@ -103,39 +135,30 @@ static __always_inline __u32 nj_resolve_path(const struct path *path, char *out)
 
 	if (bpf_core_read(&p, sizeof(p), path) != 0)
 		return NJ_FLAG_READ_FAILED;
-	struct dentry *dentry = p.dentry;
-	struct vfsmount *vfsmnt = p.mnt;
-	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
-	/* Read once per mount, not per component: each helper call costs on hot paths. */
-	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 	__u32 pos = NJ_PATH_MAX - 1;
 	__u32 flags = 0;
+	struct nj_walk w;
 
-	if (!dentry)
+	if (!p.dentry)
 		return NJ_FLAG_READ_FAILED;
+	nj_walk_start(&w, p.dentry, p.mnt);
 	scratch->buf[pos] = 0;
 
 	for (int i = 0; i < NJ_PATH_DEPTH; i++) {
-		if (dentry == root_dentry && vfsmnt == root_mnt)
+		if (w.dentry == root_dentry && w.vfsmnt == root_mnt)
 			break;
-
-		if (dentry == mnt_root) {
-			/* At the root of a mount: continue from where it is mounted. */
-			struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
-			if (parent == mnt)
-				break;
-			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
-			mnt = parent;
-			vfsmnt = (struct vfsmount *)__builtin_preserve_access_index(&parent->mnt);
-			mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+		/* At the root of a mount: continue from where it is mounted. */
+		int crossed = nj_walk_cross_mount(&w);
+		if (crossed < 0)
+			break;
+		if (crossed > 0)
 			continue;
-		}
 
 		struct nj_dentry_link link;
-		if (nj_read_dentry_link(dentry, &link) != 0)
+		if (nj_read_dentry_link(w.dentry, &link) != 0)
 			return flags | NJ_FLAG_READ_FAILED;
 		struct dentry *parent = link.parent;
-		if (parent == dentry)
+		if (parent == w.dentry)
 			break;
 		struct qstr name = link.name;
 		__u32 len = name.len;
@@ -148,7 +171,7 @@ static __always_inline __u32 nj_resolve_path(const struct path *path, char *out)
 				      name.name);
 		pos -= 1;
 		scratch->buf[pos & (NJ_PATH_MAX - 1)] = '/';
-		dentry = parent;
+		w.dentry = parent;
 		if (i == NJ_PATH_DEPTH - 1)
 			flags |= NJ_FLAG_PATH_TRUNCATED;
 	}

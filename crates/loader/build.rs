@@ -25,11 +25,11 @@ const FAMILIES: &[&str] = &[
 const STANDALONE: &[&str] = &["probe/features", "bench/drain"];
 
 fn main() {
-    let root = Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap())
+    let root = Path::new(&env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
         .expect("workspace root");
-    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let bpf = root.join("bpf");
     println!("cargo:rerun-if-changed={}", bpf.display());
 
@@ -40,11 +40,8 @@ fn main() {
     let mut linked_inputs = Vec::new();
     for family in FAMILIES.iter().chain(STANDALONE) {
         let src = bpf.join(format!("{family}.bpf.c"));
-        let name = Path::new(family)
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        // "process/cgroup" -> "cgroup": the family's last component names its object.
+        let name = family.rsplit('/').next().unwrap_or(family);
         let obj = out.join(format!("{name}.unlinked.o"));
         compile(&clang, &bpf, &src, &obj);
         if FAMILIES.contains(family) {

@@ -440,38 +440,17 @@ mod tests {
     /// fail with an error, never panic: the kernel side is trusted for layout, not content.
     #[test]
     fn random_record_contents_never_panic() {
-        let sizes = [
-            (NJ_KIND_PROCESS_EXEC, core::mem::size_of::<nj_exec_event>()),
-            (NJ_KIND_PROCESS_FORK, core::mem::size_of::<nj_fork_event>()),
-            (NJ_KIND_PROCESS_EXIT, core::mem::size_of::<nj_exit_event>()),
-            (NJ_KIND_SOCK_CONNECT, core::mem::size_of::<nj_sock_event>()),
-            (NJ_KIND_SOCK_LISTEN, core::mem::size_of::<nj_sock_event>()),
-            (
-                NJ_KIND_CGROUP_MKDIR,
-                core::mem::size_of::<nj_cgroup_event>(),
-            ),
-        ];
-        let syscall_kinds = [
-            NJ_KIND_FILE_OPEN,
-            NJ_KIND_FILE_UNLINK,
-            NJ_KIND_FILE_RENAME,
-            NJ_KIND_FILE_CHMOD,
-            NJ_KIND_FILE_CHOWN,
-            NJ_KIND_CRED_CHANGE,
-            NJ_KIND_PTRACE,
-            NJ_KIND_KILL,
-            NJ_KIND_MOUNT,
-            NJ_KIND_UMOUNT,
-            NJ_KIND_MODULE_LOAD,
-            NJ_KIND_BPF,
-            NJ_KIND_MEMFD_CREATE,
-            NJ_KIND_NAMESPACE,
-        ];
-        let all = sizes.into_iter().chain(
-            syscall_kinds
-                .into_iter()
-                .map(|k| (k, core::mem::size_of::<nj_syscall_event>())),
-        );
+        // Every kind the decoder knows, with its record size, from the one list in crates/abi.
+        fn kinds<T: Record>() -> impl Iterator<Item = (u32, usize)> {
+            T::KINDS.iter().map(|&k| (k, core::mem::size_of::<T>()))
+        }
+        let all = kinds::<nj_exec_event>()
+            .chain(kinds::<nj_fork_event>())
+            .chain(kinds::<nj_exit_event>())
+            .chain(kinds::<nj_syscall_event>())
+            .chain(kinds::<nj_sock_event>())
+            .chain(kinds::<nj_cgroup_event>())
+            .chain(kinds::<nj_connect_policy_event>());
         let mut converter = Converter::new(BootClock::with_offset(0), Arc::from("n"));
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut converted = 0;
