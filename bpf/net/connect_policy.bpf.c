@@ -1,11 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Connect rules on cgroup/connect4 and cgroup/connect6, attached to the cgroup v2 root so
- * they see every connect() (and UDP sendmsg connect) on the host: a match against the
- * nj_connect_rules trie is reported, and refused with EPERM when the rule says deny. Runs
- * before the kernel routes anything, so a denied connect sends no packet.
+ * cgroup/connect4 and cgroup/connect6, attached to the cgroup v2 root so they see every
+ * connect() on the host, in the connecting task's own context. Two jobs:
+ *  - connect rules: a match against the nj_connect_rules trie is reported, and refused with
+ *    EPERM when the rule says deny. Runs before the kernel routes anything, so a denied
+ *    connect sends no packet;
+ *  - the owner of each TCP connect (process and cgroup) goes into nj_tcp_conns under the
+ *    socket cookie, for the sock_ops lifecycle records.
  */
 #include "nj.bpf.h"
+#include "tcp_conn.bpf.h"
+
+#define NJ_SOCK_STREAM 1
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -56,6 +62,24 @@ static __always_inline int nj_check(__u16 family, __u16 port_be, const __u8 *add
 	return action == NJ_CONNECT_DENY ? 0 : 1;
 }
 
+/* Remembers who connects a TCP socket, unless it is the agent itself. */
+static __always_inline void nj_record_owner(struct bpf_sock_addr *ctx)
+{
+	if (ctx->type != NJ_SOCK_STREAM || nj_is_agent())
+		return;
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct nj_tcp_conn conn = {
+		.start_ns = bpf_ktime_get_boot_ns(),
+		.cgroup_id = bpf_get_current_cgroup_id(),
+		.tgid = pid_tgid >> 32,
+		.pid = (__u32)pid_tgid,
+		.direction = NJ_TCP_ACTIVE,
+		.owner = NJ_TCP_OWNER_CONNECT,
+	};
+	bpf_map_update_elem(&nj_tcp_conns, &cookie, &conn, BPF_ANY);
+}
+
 SEC("cgroup/connect4")
 int nj_connect4(struct bpf_sock_addr *ctx)
 {
@@ -65,7 +89,10 @@ int nj_connect4(struct bpf_sock_addr *ctx)
 	addr[10] = 0xff;
 	addr[11] = 0xff;
 	__builtin_memcpy(&addr[12], &ip, 4);
-	return nj_check(NJ_AF_INET, (__u16)ctx->user_port, addr, 0);
+	if (!nj_check(NJ_AF_INET, (__u16)ctx->user_port, addr, 0))
+		return 0;
+	nj_record_owner(ctx);
+	return 1;
 }
 
 SEC("cgroup/connect6")
@@ -78,7 +105,10 @@ int nj_connect6(struct bpf_sock_addr *ctx)
 	words[1] = ctx->user_ip6[1];
 	words[2] = ctx->user_ip6[2];
 	words[3] = ctx->user_ip6[3];
-	return nj_check(NJ_AF_INET6, (__u16)ctx->user_port, (const __u8 *)words, 0);
+	if (!nj_check(NJ_AF_INET6, (__u16)ctx->user_port, (const __u8 *)words, 0))
+		return 0;
+	nj_record_owner(ctx);
+	return 1;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -7,6 +7,7 @@
 #include "nj.bpf.h"
 #include "sock.bpf.h"
 #include "syscall.bpf.h"
+#include "tcp_conn.bpf.h"
 
 static __always_inline struct nj_sock_event *nj_begin_sock_event(__u16 kind, __u32 syscall,
 								  __s64 ret, __s32 fd)
@@ -36,8 +37,10 @@ static __always_inline int nj_addr_exit(struct trace_event_raw_sys_exit *ctx, __
 	if (!ev)
 		return 0;
 	struct sock *sk = nj_sock_from_fd(args[0]);
-	if (sk)
+	if (sk) {
 		nj_read_sock(sk, ev);
+		ev->cookie = nj_sock_cookie(sk);
+	}
 	/* The caller's address wins over the socket's: a failed connect leaves daddr unset. */
 	nj_read_user_sockaddr(kind == NJ_KIND_SOCK_CONNECT ? &ev->remote : &ev->local, args[1],
 			      args[2]);
@@ -45,11 +48,63 @@ static __always_inline int nj_addr_exit(struct trace_event_raw_sys_exit *ctx, __
 	return 0;
 }
 
+/*
+ * The accepting task owns a passive TCP connection from now on: completes its nj_tcp_conns
+ * entry and reports it established. The agent's own connections are forgotten instead.
+ */
+static __always_inline void nj_claim_accepted(struct sock *sk, __u64 cookie)
+{
+	struct nj_tcp_conn *conn = bpf_map_lookup_elem(&nj_tcp_conns, &cookie);
+	if (!conn || conn->owner != NJ_TCP_OWNER_NONE)
+		return;
+	if (nj_is_agent()) {
+		bpf_map_delete_elem(&nj_tcp_conns, &cookie);
+		return;
+	}
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	conn->tgid = pid_tgid >> 32;
+	conn->pid = (__u32)pid_tgid;
+	conn->cgroup_id = bpf_get_current_cgroup_id();
+	conn->owner = NJ_TCP_OWNER_ACCEPT;
+
+	struct nj_tcp_event ev = {};
+	nj_fill_header(&ev.hdr, NJ_KIND_TCP_ESTABLISHED, sizeof(ev));
+	ev.cookie = cookie;
+	ev.start_ns = conn->start_ns;
+	ev.established_ns = conn->established_ns;
+	ev.direction = NJ_TCP_PASSIVE;
+	ev.owner = NJ_TCP_OWNER_ACCEPT;
+	ev.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (ev.family == NJ_AF_INET) {
+		bpf_core_read(ev.saddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(ev.daddr, 4, &sk->__sk_common.skc_daddr);
+	} else {
+		bpf_core_read(ev.saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(ev.daddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+	ev.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ev.dport = nj_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	ev.srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	ev.bytes_received = BPF_CORE_READ(tp, bytes_received);
+	ev.bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	ev.segs_in = BPF_CORE_READ(tp, segs_in);
+	ev.segs_out = BPF_CORE_READ(tp, segs_out);
+	ev.total_retrans = BPF_CORE_READ(tp, total_retrans);
+	nj_submit(&ev, sizeof(ev), NJ_KIND_TCP_ESTABLISHED);
+}
+
 /* accept(fd, addr, addrlen) and accept4(fd, addr, addrlen, flags): the new socket's view. */
 static __always_inline int nj_accept_exit(struct trace_event_raw_sys_exit *ctx, __u32 syscall)
 {
 	__u64 args[6];
 
+	if (ctx->ret >= 0) {
+		struct sock *accepted = nj_sock_from_fd(ctx->ret);
+		__u16 protocol = accepted ? BPF_CORE_READ(accepted, sk_protocol) : 0;
+		if (protocol == IPPROTO_TCP)
+			nj_claim_accepted(accepted, nj_sock_cookie(accepted));
+	}
 	if (!nj_syscall_args(args))
 		return 0;
 	struct nj_sock_event *ev =
@@ -59,8 +114,10 @@ static __always_inline int nj_accept_exit(struct trace_event_raw_sys_exit *ctx, 
 	if (syscall == NJ_SYS_ACCEPT4)
 		ev->extra = args[3];
 	struct sock *sk = ctx->ret >= 0 ? nj_sock_from_fd(ctx->ret) : nj_sock_from_fd(args[0]);
-	if (sk)
+	if (sk) {
 		nj_read_sock(sk, ev);
+		ev->cookie = nj_sock_cookie(sk);
+	}
 	nj_submit(ev, sizeof(*ev), NJ_KIND_SOCK_ACCEPT);
 	return 0;
 }

@@ -18,6 +18,7 @@ const FAMILIES: &[&str] = &[
     "net/socket",
     "net/tc_flow",
     "net/connect_policy",
+    "net/tcp_life",
     "net/xdp_guard",
 ];
 

@@ -95,4 +95,72 @@ struct nj_counter {
 	__u64 bytes;
 };
 
+/* nj_tcp_conn.direction and nj_tcp_event.direction */
+#define NJ_TCP_ACTIVE 1
+#define NJ_TCP_PASSIVE 2
+
+/* nj_tcp_conn.owner: how the owning process was learned. */
+/* Not yet: a passive connection nobody has accepted; tgid 0, cgroup of the socket. */
+#define NJ_TCP_OWNER_NONE 0
+/* The task that called connect() (cgroup/connect4 and connect6, in its own context). */
+#define NJ_TCP_OWNER_CONNECT 1
+/* The task that accepted it (accept/accept4 exit tracepoint). */
+#define NJ_TCP_OWNER_ACCEPT 2
+
+/*
+ * One TCP connection Nightjar follows, in nj_tcp_conns (LRU hash keyed by the socket cookie).
+ * Created by the connect hook (active) or at passive establishment; completed by accept;
+ * removed at close. The owner fields are the process, never whichever task happened to run
+ * the sock_ops callback (often softirq). 40 bytes.
+ */
+struct nj_tcp_conn {
+	/* connect() for active connections, establishment for passive ones. */
+	__u64 start_ns;
+	/* 0 until established. */
+	__u64 established_ns;
+	__u64 cgroup_id;
+	__u32 tgid;
+	__u32 pid;
+	__u8 direction;
+	__u8 owner;
+	__u16 _pad0;
+	__u32 _pad1;
+};
+
+/*
+ * NJ_KIND_TCP_ESTABLISHED (active: at establishment; passive: when accepted, so the owner is
+ * known) and NJ_KIND_TCP_CLOSE (the socket reached TCP_CLOSE: after FIN, RST, a refused or
+ * timed-out connect). hdr.tgid, pid and cgroup_id are the owner's, not the current task's.
+ * Counters are the kernel's (struct tcp_sock) at the time of the record. 136 bytes.
+ */
+struct nj_tcp_event {
+	struct nj_event_header hdr;
+	__u64 cookie;
+	__u64 start_ns;
+	/* 0: never established (a failed connect). */
+	__u64 established_ns;
+	__u64 bytes_acked;
+	__u64 bytes_received;
+	/* Smoothed RTT in microseconds (the kernel keeps it << 3; this is unscaled). */
+	__u32 srtt_us;
+	__u32 total_retrans;
+	__u32 segs_in;
+	__u32 segs_out;
+	/* sk_err at close: ECONNREFUSED, ETIMEDOUT, ECONNRESET...; 0 for an orderly close. */
+	__u32 error;
+	__u8 direction;
+	__u8 owner;
+	/* TCP state before TCP_CLOSE (TCP_SYN_SENT = 2: the connect failed). */
+	__u8 old_state;
+	/* AF_INET or AF_INET6 */
+	__u8 family;
+	/* IPv4 in the first 4 bytes; network byte order. */
+	__u8 saddr[16];
+	__u8 daddr[16];
+	/* Host byte order. */
+	__u16 sport;
+	__u16 dport;
+	__u32 _pad0;
+};
+
 #endif

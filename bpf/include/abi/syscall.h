@@ -90,7 +90,7 @@ struct nj_sockaddr {
 	__u32 _pad0;
 };
 
-/* connect/accept/accept4/bind/listen. 344 bytes. */
+/* connect/accept/accept4/bind/listen. 336 bytes. */
 struct nj_sock_event {
 	struct nj_event_header hdr;
 	__s64 ret;
@@ -103,7 +103,8 @@ struct nj_sock_event {
 	__u16 protocol;
 	/* listen backlog; accept4 flags. */
 	__u32 extra;
-	__u64 _pad0;
+	/* The socket's cookie (joins nj_tcp_event records); 0 when none was assigned yet. */
+	__u64 cookie;
 	struct nj_sockaddr local;
 	struct nj_sockaddr remote;
 };

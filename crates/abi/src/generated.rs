@@ -27,6 +27,11 @@ pub const NJ_TCP_URG: u32 = 32;
 pub const NJ_CONNECT_AUDIT: u32 = 1;
 pub const NJ_CONNECT_DENY: u32 = 2;
 pub const NJ_BLOCKLIST_MAX: u32 = 1024;
+pub const NJ_TCP_ACTIVE: u32 = 1;
+pub const NJ_TCP_PASSIVE: u32 = 2;
+pub const NJ_TCP_OWNER_NONE: u32 = 0;
+pub const NJ_TCP_OWNER_CONNECT: u32 = 1;
+pub const NJ_TCP_OWNER_ACCEPT: u32 = 2;
 pub type __u8 = ::core::ffi::c_uchar;
 pub type __u16 = ::core::ffi::c_ushort;
 pub type __u32 = ::core::ffi::c_uint;
@@ -57,6 +62,8 @@ pub const NJ_KIND_SOCK_ACCEPT: nj_event_kind = 41;
 pub const NJ_KIND_SOCK_BIND: nj_event_kind = 42;
 pub const NJ_KIND_SOCK_LISTEN: nj_event_kind = 43;
 pub const NJ_KIND_CONNECT_POLICY: nj_event_kind = 44;
+pub const NJ_KIND_TCP_ESTABLISHED: nj_event_kind = 45;
+pub const NJ_KIND_TCP_CLOSE: nj_event_kind = 46;
 pub const NJ_KIND_CGROUP_MKDIR: nj_event_kind = 50;
 pub const NJ_KIND_MAX: nj_event_kind = 64;
 pub type nj_event_kind = ::core::ffi::c_uint;
@@ -377,7 +384,7 @@ pub struct nj_sock_event {
     pub sock_type: __u16,
     pub protocol: __u16,
     pub extra: __u32,
-    pub _pad0: __u64,
+    pub cookie: __u64,
     pub local: nj_sockaddr,
     pub remote: nj_sockaddr,
 }
@@ -396,8 +403,8 @@ const _: () = {
         [::core::mem::offset_of!(nj_sock_event, protocol) - 50usize];
     ["Offset of field: nj_sock_event::extra"]
         [::core::mem::offset_of!(nj_sock_event, extra) - 52usize];
-    ["Offset of field: nj_sock_event::_pad0"]
-        [::core::mem::offset_of!(nj_sock_event, _pad0) - 56usize];
+    ["Offset of field: nj_sock_event::cookie"]
+        [::core::mem::offset_of!(nj_sock_event, cookie) - 56usize];
     ["Offset of field: nj_sock_event::local"]
         [::core::mem::offset_of!(nj_sock_event, local) - 64usize];
     ["Offset of field: nj_sock_event::remote"]
@@ -622,4 +629,103 @@ const _: () = {
     ["Alignment of nj_counter"][::core::mem::align_of::<nj_counter>() - 8usize];
     ["Offset of field: nj_counter::packets"][::core::mem::offset_of!(nj_counter, packets) - 0usize];
     ["Offset of field: nj_counter::bytes"][::core::mem::offset_of!(nj_counter, bytes) - 8usize];
+};
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct nj_tcp_conn {
+    pub start_ns: __u64,
+    pub established_ns: __u64,
+    pub cgroup_id: __u64,
+    pub tgid: __u32,
+    pub pid: __u32,
+    pub direction: __u8,
+    pub owner: __u8,
+    pub _pad0: __u16,
+    pub _pad1: __u32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nj_tcp_conn"][::core::mem::size_of::<nj_tcp_conn>() - 40usize];
+    ["Alignment of nj_tcp_conn"][::core::mem::align_of::<nj_tcp_conn>() - 8usize];
+    ["Offset of field: nj_tcp_conn::start_ns"]
+        [::core::mem::offset_of!(nj_tcp_conn, start_ns) - 0usize];
+    ["Offset of field: nj_tcp_conn::established_ns"]
+        [::core::mem::offset_of!(nj_tcp_conn, established_ns) - 8usize];
+    ["Offset of field: nj_tcp_conn::cgroup_id"]
+        [::core::mem::offset_of!(nj_tcp_conn, cgroup_id) - 16usize];
+    ["Offset of field: nj_tcp_conn::tgid"][::core::mem::offset_of!(nj_tcp_conn, tgid) - 24usize];
+    ["Offset of field: nj_tcp_conn::pid"][::core::mem::offset_of!(nj_tcp_conn, pid) - 28usize];
+    ["Offset of field: nj_tcp_conn::direction"]
+        [::core::mem::offset_of!(nj_tcp_conn, direction) - 32usize];
+    ["Offset of field: nj_tcp_conn::owner"][::core::mem::offset_of!(nj_tcp_conn, owner) - 33usize];
+    ["Offset of field: nj_tcp_conn::_pad0"][::core::mem::offset_of!(nj_tcp_conn, _pad0) - 34usize];
+    ["Offset of field: nj_tcp_conn::_pad1"][::core::mem::offset_of!(nj_tcp_conn, _pad1) - 36usize];
+};
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct nj_tcp_event {
+    pub hdr: nj_event_header,
+    pub cookie: __u64,
+    pub start_ns: __u64,
+    pub established_ns: __u64,
+    pub bytes_acked: __u64,
+    pub bytes_received: __u64,
+    pub srtt_us: __u32,
+    pub total_retrans: __u32,
+    pub segs_in: __u32,
+    pub segs_out: __u32,
+    pub error: __u32,
+    pub direction: __u8,
+    pub owner: __u8,
+    pub old_state: __u8,
+    pub family: __u8,
+    pub saddr: [__u8; 16usize],
+    pub daddr: [__u8; 16usize],
+    pub sport: __u16,
+    pub dport: __u16,
+    pub _pad0: __u32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nj_tcp_event"][::core::mem::size_of::<nj_tcp_event>() - 136usize];
+    ["Alignment of nj_tcp_event"][::core::mem::align_of::<nj_tcp_event>() - 8usize];
+    ["Offset of field: nj_tcp_event::hdr"][::core::mem::offset_of!(nj_tcp_event, hdr) - 0usize];
+    ["Offset of field: nj_tcp_event::cookie"]
+        [::core::mem::offset_of!(nj_tcp_event, cookie) - 32usize];
+    ["Offset of field: nj_tcp_event::start_ns"]
+        [::core::mem::offset_of!(nj_tcp_event, start_ns) - 40usize];
+    ["Offset of field: nj_tcp_event::established_ns"]
+        [::core::mem::offset_of!(nj_tcp_event, established_ns) - 48usize];
+    ["Offset of field: nj_tcp_event::bytes_acked"]
+        [::core::mem::offset_of!(nj_tcp_event, bytes_acked) - 56usize];
+    ["Offset of field: nj_tcp_event::bytes_received"]
+        [::core::mem::offset_of!(nj_tcp_event, bytes_received) - 64usize];
+    ["Offset of field: nj_tcp_event::srtt_us"]
+        [::core::mem::offset_of!(nj_tcp_event, srtt_us) - 72usize];
+    ["Offset of field: nj_tcp_event::total_retrans"]
+        [::core::mem::offset_of!(nj_tcp_event, total_retrans) - 76usize];
+    ["Offset of field: nj_tcp_event::segs_in"]
+        [::core::mem::offset_of!(nj_tcp_event, segs_in) - 80usize];
+    ["Offset of field: nj_tcp_event::segs_out"]
+        [::core::mem::offset_of!(nj_tcp_event, segs_out) - 84usize];
+    ["Offset of field: nj_tcp_event::error"]
+        [::core::mem::offset_of!(nj_tcp_event, error) - 88usize];
+    ["Offset of field: nj_tcp_event::direction"]
+        [::core::mem::offset_of!(nj_tcp_event, direction) - 92usize];
+    ["Offset of field: nj_tcp_event::owner"]
+        [::core::mem::offset_of!(nj_tcp_event, owner) - 93usize];
+    ["Offset of field: nj_tcp_event::old_state"]
+        [::core::mem::offset_of!(nj_tcp_event, old_state) - 94usize];
+    ["Offset of field: nj_tcp_event::family"]
+        [::core::mem::offset_of!(nj_tcp_event, family) - 95usize];
+    ["Offset of field: nj_tcp_event::saddr"]
+        [::core::mem::offset_of!(nj_tcp_event, saddr) - 96usize];
+    ["Offset of field: nj_tcp_event::daddr"]
+        [::core::mem::offset_of!(nj_tcp_event, daddr) - 112usize];
+    ["Offset of field: nj_tcp_event::sport"]
+        [::core::mem::offset_of!(nj_tcp_event, sport) - 128usize];
+    ["Offset of field: nj_tcp_event::dport"]
+        [::core::mem::offset_of!(nj_tcp_event, dport) - 130usize];
+    ["Offset of field: nj_tcp_event::_pad0"]
+        [::core::mem::offset_of!(nj_tcp_event, _pad0) - 132usize];
 };

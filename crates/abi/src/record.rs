@@ -79,6 +79,9 @@ unsafe impl Record for nj_cgroup_event {
 unsafe impl Record for nj_connect_policy_event {
     const KINDS: &'static [u32] = &[NJ_KIND_CONNECT_POLICY];
 }
+unsafe impl Record for nj_tcp_event {
+    const KINDS: &'static [u32] = &[NJ_KIND_TCP_ESTABLISHED, NJ_KIND_TCP_CLOSE];
+}
 unsafe impl Record for nj_event_header {
     const KINDS: &'static [u32] = &[];
 }
@@ -93,6 +96,7 @@ pub enum RawRecord {
     Sock(Box<nj_sock_event>),
     Cgroup(Box<nj_cgroup_event>),
     ConnectPolicy(Box<nj_connect_policy_event>),
+    Tcp(Box<nj_tcp_event>),
 }
 
 impl RawRecord {
@@ -105,6 +109,7 @@ impl RawRecord {
             RawRecord::Sock(r) => &r.hdr,
             RawRecord::Cgroup(r) => &r.hdr,
             RawRecord::ConnectPolicy(r) => &r.hdr,
+            RawRecord::Tcp(r) => &r.hdr,
         }
     }
 }
@@ -155,6 +160,8 @@ pub fn decode(bytes: &[u8]) -> Result<RawRecord, DecodeError> {
             header.kind,
             bytes,
         )?)))
+    } else if in_kinds(nj_tcp_event::KINDS) {
+        Ok(RawRecord::Tcp(Box::new(read_exact(header.kind, bytes)?)))
     } else if in_kinds(nj_cgroup_event::KINDS) {
         Ok(RawRecord::Cgroup(Box::new(read_exact(header.kind, bytes)?)))
     } else {
@@ -194,6 +201,8 @@ mod tests {
             size_of::<nj_sockaddr>(),
             size_of::<nj_cgroup_event>(),
             size_of::<nj_connect_policy_event>(),
+            size_of::<nj_tcp_event>(),
+            size_of::<nj_tcp_conn>(),
         ] {
             assert_eq!(size % 8, 0, "size {size} is not a multiple of 8");
         }

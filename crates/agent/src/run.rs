@@ -91,9 +91,6 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
 
     let mut probes = KernelProbes::load(&config.probes)?;
     telemetry
-        .programs_attached
-        .set(probes.attached().len() as i64);
-    telemetry
         .ringbuf_bytes
         .set(i64::from(config.probes.ringbuf_bytes));
     for failure in probes.failures() {
@@ -103,13 +100,7 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     let mut counters = probes.take_counters()?;
     let clock = BootClock::now();
     let node = node_name();
-    if !config.connect_rules.is_empty() {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
-        let root = nightjar_enrich::mountinfo::find_cgroup2_mount(&mountinfo)
-            .context("connect rules need the cgroup v2 root, and none is mounted")?;
-        probes.attach_connect_rules(&config.connect_rules, &root)?;
-        tracing::info!(rules = config.connect_rules.len(), cgroup = %root.display(), "Connect rules attached");
-    }
+    attach_cgroup_hooks(&mut probes, &config)?;
     let mut xdp_counters = if config.xdp_interfaces.is_empty() {
         None
     } else {
@@ -124,6 +115,10 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
         tracing::info!(interfaces = ?config.tc_interfaces, "TC flow accounting attached");
         Some(probes.take_flow_table(names, config.flow_timers, clock, node.clone())?)
     };
+
+    telemetry
+        .programs_attached
+        .set(probes.programs_loaded() as i64);
 
     // Seed after attaching: a process is either in /proc now or its exec comes as an event.
     let started = Instant::now();
@@ -141,6 +136,9 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
         started,
         telemetry: telemetry.clone(),
     }));
+    pipeline = pipeline.transform(Box::new(
+        nightjar_core::connection_metrics::ConnectionMetrics::new(telemetry.clone()),
+    ));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     if let Some(addr) = config.metrics_addr {
@@ -209,6 +207,8 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
                 }
             }
             _ = tick.tick() => {
+                // TC programs load with the first veth that appears.
+                telemetry.programs_attached.set(probes.programs_loaded() as i64);
                 counters.report(&telemetry);
                 if let Some(xdp) = xdp_counters.as_mut() {
                     xdp.report(&telemetry);
@@ -228,6 +228,30 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     pipeline_task.await.context("pipeline task")?;
     counters.report(&telemetry);
     tracing::info!("Nightjar agent stopped");
+    Ok(())
+}
+
+/// Connect rules and TCP lifecycle hook the cgroup v2 root. Without one the agent still runs,
+/// without them, unless connect rules were asked for.
+fn attach_cgroup_hooks(probes: &mut KernelProbes, config: &AgentConfig) -> Result<()> {
+    let network = config
+        .probes
+        .groups
+        .contains(&nightjar_loader::catalog::Group::Network);
+    if !network && config.connect_rules.is_empty() {
+        return Ok(());
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let Some(root) = nightjar_enrich::mountinfo::find_cgroup2_mount(&mountinfo) else {
+        anyhow::ensure!(
+            config.connect_rules.is_empty(),
+            "connect rules need the cgroup v2 root, and none is mounted"
+        );
+        tracing::warn!("No cgroup v2 mount: TCP lifecycle records are off");
+        return Ok(());
+    };
+    probes.attach_cgroup_hooks(&config.connect_rules, &root)?;
+    tracing::info!(rules = config.connect_rules.len(), cgroup = %root.display(), "Connect hooks and TCP lifecycle attached");
     Ok(())
 }
 

@@ -27,6 +27,12 @@ struct NetPair {
 }
 
 impl NetPair {
+    fn veth_b(&self) -> String {
+        self.veth_a.replacen("nja", "njb", 1)
+    }
+}
+
+impl NetPair {
     fn new() -> Self {
         let id = std::process::id() % 100_000;
         let (a, b) = (format!("nj-a-{id}"), format!("nj-b-{id}"));
@@ -552,4 +558,213 @@ fn xdp_never_replaces_a_program_already_attached() {
         "the first agent's program must still be attached"
     );
     drop(first);
+}
+
+/// Runs nj-trigger in namespace `ns` and in `cgroup`; returns the child (its pid is the
+/// trigger's: nsenter execs in place).
+fn trigger_in(ns: &str, cgroup: &support::TestCgroup, args: &[&str]) -> Child {
+    cgroup
+        .command("nsenter")
+        .arg(format!("--net=/var/run/netns/{ns}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_nj-trigger"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn nj-trigger")
+}
+
+fn finish(child: Child) -> i64 {
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn tcp_lifecycle_is_joined_to_the_connecting_and_accepting_processes() {
+    let _serial = support::serial();
+    let pair = NetPair::new();
+    // A second address in B whose replies A's XDP drops: connects to it time out.
+    ip(&[
+        "-n",
+        &pair.b,
+        "addr",
+        "add",
+        "10.213.0.3/24",
+        "dev",
+        &pair.veth_b(),
+    ]);
+    let syn_retries = pair
+        .in_a("sysctl")
+        .args(["-qw", "net.ipv4.tcp_syn_retries=1"])
+        .status()
+        .unwrap();
+    assert!(syn_retries.success());
+    let clients = support::TestCgroup::new("tcp-clients");
+    let servers = support::TestCgroup::new("tcp-servers");
+    let output = std::env::temp_dir().join(format!("nj-tcp-{}.json", std::process::id()));
+    let metrics_port = support::free_port();
+    let (agent, _log) = agent_in_a(
+        &pair,
+        &[
+            "--output",
+            "json",
+            "--output-file",
+            output.to_str().unwrap(),
+            "--type",
+            "tcp_established,tcp_close,sock_connect,sock_accept",
+            "--metrics-addr",
+            &format!("127.0.0.1:{metrics_port}"),
+            "--xdp-interface",
+            &pair.veth_a,
+            "--block",
+            "10.213.0.3/32",
+        ],
+    );
+
+    // 3 IPv4 and 2 IPv6 connections of 1000 bytes each, from A's client to B's servers.
+    let server4 = trigger_in(&pair.b, &servers, &["tcp-serve", "10.213.0.2:7001", "3"]);
+    let server6 = trigger_in(&pair.b, &servers, &["tcp-serve", "[fd00:213::2]:7002", "2"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (server4_pid, server6_pid) = (server4.id(), server6.id());
+    let client4 = trigger_in(
+        &pair.a,
+        &clients,
+        &["tcp-send", "10.213.0.2:7001", "3", "1000"],
+    );
+    let client4_pid = client4.id();
+    assert_eq!(finish(client4), 3);
+    let client6 = trigger_in(
+        &pair.a,
+        &clients,
+        &["tcp-send", "[fd00:213::2]:7002", "2", "1000"],
+    );
+    let client6_pid = client6.id();
+    assert_eq!(finish(client6), 2);
+    assert_eq!(finish(server4), 3000);
+    assert_eq!(finish(server6), 2000);
+    // Refused: nothing listens on 7003. Timed out: the RST from 10.213.0.3 never arrives.
+    let refused = trigger_in(&pair.a, &clients, &["connect", "10.213.0.2:7003"]);
+    let refused_pid = refused.id();
+    assert_eq!(finish(refused), -111);
+    let timeout = trigger_in(&pair.a, &clients, &["connect", "10.213.0.3:7004"]);
+    let timeout_pid = timeout.id();
+    assert_eq!(finish(timeout), -110);
+    std::thread::sleep(Duration::from_millis(1500));
+    let metrics = metrics_in(&pair.a, metrics_port);
+    let events = stop(agent, &output);
+    let _ = std::fs::remove_file(&output);
+
+    let of = |ty: &str, cgroup: u64| -> Vec<&Value> {
+        events
+            .iter()
+            .filter(|e| e["type"] == ty && e["cgroup_id"] == cgroup)
+            .collect()
+    };
+    // Outbound: established and closed in the client's process and cgroup, with the
+    // kernel's byte counts: the 1000 bytes plus SYN and FIN acked, the server's FIN received.
+    let opened = of("tcp_established", clients.id);
+    let closed = of("tcp_close", clients.id);
+    for (pid, count, remote) in [
+        (client4_pid, 3, "10.213.0.2"),
+        (client6_pid, 2, "fd00:213::2"),
+    ] {
+        let mine = |list: &[&Value]| -> Vec<Value> {
+            list.iter()
+                .filter(|e| e["pid"] == pid)
+                .map(|e| (*e).clone())
+                .collect()
+        };
+        let (up, down) = (mine(&opened), mine(&closed));
+        assert_eq!(up.len(), count, "established of {pid}: {up:?}");
+        assert_eq!(down.len(), count, "closed of {pid}: {down:?}");
+        for e in &down {
+            assert_eq!(e["direction"], "outbound", "{e}");
+            assert_eq!(e["owner"], "connect", "{e}");
+            assert_eq!(e["outcome"], "closed", "{e}");
+            assert_eq!(e["remote"]["addr"], remote, "{e}");
+            assert_eq!(e["bytes_acked"], 1002, "{e}");
+            assert_eq!(e["bytes_received"], 1, "{e}");
+            assert!(e["srtt_us"].as_u64().unwrap() > 0, "{e}");
+            assert!(up.iter().any(|u| u["cookie"] == e["cookie"]), "{e}");
+            // The connect() syscall record names the same socket.
+            assert!(
+                events
+                    .iter()
+                    .any(|c| c["type"] == "sock_connect" && c["cookie"] == e["cookie"]),
+                "no sock_connect with the cookie of {e}"
+            );
+        }
+    }
+    // Inbound: reported when accepted, in the server's process and cgroup.
+    let accepted = of("tcp_established", servers.id);
+    let ended = of("tcp_close", servers.id);
+    for (pid, count, port) in [(server4_pid, 3, 7001), (server6_pid, 2, 7002)] {
+        let n = accepted.iter().filter(|e| e["pid"] == pid).count();
+        assert_eq!(n, count, "accepted by {pid}: {accepted:?}");
+        let mine: Vec<_> = ended.iter().filter(|e| e["pid"] == pid).collect();
+        assert_eq!(mine.len(), count, "closed by {pid}: {ended:?}");
+        for e in mine {
+            assert_eq!(e["direction"], "inbound", "{e}");
+            assert_eq!(e["owner"], "accept", "{e}");
+            assert_eq!(e["local"]["port"], port, "{e}");
+            assert_eq!(e["bytes_received"], 1001, "{e}");
+            assert_eq!(e["outcome"], "closed", "{e}");
+        }
+    }
+    // Failures, with the reason and the SYN retransmission of the timed-out one.
+    let failure = |pid: u32| -> &Value {
+        closed
+            .iter()
+            .find(|e| e["pid"] == pid)
+            .unwrap_or_else(|| panic!("no tcp_close of {pid}: {closed:?}"))
+    };
+    let e = failure(refused_pid);
+    assert_eq!(
+        (&e["outcome"], &e["error"], &e["previous_state"]),
+        (
+            &"refused".into(),
+            &"ECONNREFUSED".into(),
+            &"syn_sent".into()
+        ),
+        "{e}"
+    );
+    let e = failure(timeout_pid);
+    assert_eq!(
+        (&e["outcome"], &e["error"]),
+        (&"timeout".into(), &"ETIMEDOUT".into()),
+        "{e}"
+    );
+    // Every SYN drew a RST that XDP dropped: one drop per segment sent, and every segment
+    // after the first was a retransmission.
+    let syns = e["segments_out"].as_u64().unwrap();
+    assert!(syns >= 2, "{e}");
+    assert_eq!(e["retransmits"].as_u64().unwrap(), syns - 1, "{e}");
+    let resets = metric(
+        &metrics,
+        "nightjar_blocklist_packets_total{entry=\"10.213.0.3/32\",mode=\"drop\"} ",
+    );
+    assert_eq!(resets, Some(syns), "{metrics}");
+
+    // The metrics count at least these (the agent sees the whole host).
+    let count = |event: &str| {
+        metric(
+            &metrics,
+            &format!("nightjar_tcp_connections_total{{container=\"host\",event=\"{event}\"}} "),
+        )
+        .unwrap_or(0)
+    };
+    assert!(count("opened") >= 5, "{metrics}");
+    assert!(count("accepted") >= 5, "{metrics}");
+    assert!(count("closed") >= 10, "{metrics}");
+    assert!(count("failed") >= 2, "{metrics}");
+    assert!(
+        metric(
+            &metrics,
+            "nightjar_tcp_retransmits_total{container=\"host\"} "
+        )
+        .unwrap_or(0)
+            >= 1,
+        "{metrics}"
+    );
 }

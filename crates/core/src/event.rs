@@ -283,6 +283,12 @@ pub enum EventBody {
     },
     /// A network flow as one interface saw it in one direction (TC accounting).
     Flow(Box<FlowRecord>),
+    /// A TCP connection was established: outbound at the handshake, inbound when accepted
+    /// (so the accepting process is known). The event's pid and cgroup are the owner's.
+    TcpEstablished(Box<TcpConnection>),
+    /// A TCP connection reached CLOSE: orderly, reset, refused or timed out, with the
+    /// kernel's counters for its whole life.
+    TcpClose(Box<TcpConnection>),
     /// A connect() matched a connect rule: `denied` (refused with EPERM) or `audited`.
     ConnectPolicy {
         verdict: &'static str,
@@ -325,6 +331,51 @@ pub struct FlowRecord {
     pub verdict: &'static str,
 }
 
+/// A TCP connection as sock_ops sees it, with its owning process in the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TcpConnection {
+    /// The kernel's socket cookie: joins `sock_connect`/`sock_accept` and both records.
+    pub cookie: u64,
+    /// `outbound` (this host connected) or `inbound` (accepted from a listener).
+    pub direction: &'static str,
+    /// How the owner was learned: `connect`, `accept`, or `unknown` (closed before any
+    /// process accepted it; pid 0, the listener's cgroup).
+    pub owner: &'static str,
+    pub local: FlowEndpoint,
+    pub remote: FlowEndpoint,
+    /// connect() to established, outbound only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake_us: Option<u64>,
+    /// Established to this record (close: the connection's lifetime).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Smoothed round-trip time, microseconds.
+    pub srtt_us: u32,
+    pub retransmits: u32,
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
+    pub segments_in: u32,
+    pub segments_out: u32,
+    /// Close only: `closed` (orderly), `reset`, `refused`, `timeout`, `aborted` (closed
+    /// before the handshake finished) or `error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'static str>,
+    /// Close only: the TCP state it left for CLOSE (`syn_sent`, `fin_wait2`, `last_ack`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_state: Option<&'static str>,
+    /// Close only: the socket error (`ECONNREFUSED`...), when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+}
+
+impl TcpConnection {
+    /// True for the close of a connection that was never established (refused, timed out,
+    /// aborted).
+    pub fn failed(&self) -> bool {
+        self.outcome.is_some() && self.duration_ms.is_none()
+    }
+}
+
 /// A socket syscall with the addresses involved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SockOp {
@@ -343,6 +394,9 @@ pub struct SockOp {
     /// listen backlog.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backlog: Option<u32>,
+    /// The socket's cookie (as in `tcp_established`/`tcp_close`), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<u64>,
 }
 
 impl EventBody {
@@ -372,6 +426,8 @@ impl EventBody {
         "cgroup_mkdir",
         "flow",
         "connect_policy",
+        "tcp_established",
+        "tcp_close",
     ];
 
     pub fn type_name(&self) -> &'static str {
@@ -400,6 +456,8 @@ impl EventBody {
             EventBody::CgroupMkdir { .. } => "cgroup_mkdir",
             EventBody::Flow(_) => "flow",
             EventBody::ConnectPolicy { .. } => "connect_policy",
+            EventBody::TcpEstablished(_) => "tcp_established",
+            EventBody::TcpClose(_) => "tcp_close",
         }
     }
 }

@@ -10,6 +10,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,6 +49,28 @@ pub struct BlockLabel {
     pub mode: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ContainerLabel {
+    /// Short container id (12 hex), `host`, or `other` past the label budget.
+    pub container: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabel {
+    pub container: String,
+    /// `opened` (outbound established), `accepted` (inbound established), `closed`, `failed`
+    /// (never established: refused, timed out, aborted).
+    pub event: &'static str,
+}
+
+/// A histogram family with fixed buckets.
+pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn rtt_histogram() -> Histogram {
+    // 10 us to ~5 s: loopback, LAN, WAN and the pathological.
+    Histogram::new(exponential_buckets(0.000_01, 2.0, 20))
+}
+
 /// Why an event was lost. Kernel-side reasons come from the BPF error map.
 pub mod loss {
     /// The BPF ring buffer was full when the kernel tried to write.
@@ -76,6 +99,9 @@ pub struct Telemetry {
     pub blocklist_bytes: Family<BlockLabel, Counter>,
     pub interface_packets: Family<InterfaceDirectionLabel, Counter>,
     pub interface_bytes: Family<InterfaceDirectionLabel, Counter>,
+    pub tcp_connections: Family<ConnectionLabel, Counter>,
+    pub tcp_retransmits: Family<ContainerLabel, Counter>,
+    pub tcp_rtt: HistogramFamily<ContainerLabel>,
 }
 
 impl Default for Telemetry {
@@ -104,6 +130,9 @@ impl Telemetry {
             blocklist_bytes: Family::default(),
             interface_packets: Family::default(),
             interface_bytes: Family::default(),
+            tcp_connections: Family::default(),
+            tcp_retransmits: Family::default(),
+            tcp_rtt: Family::new_with_constructor(rtt_histogram),
         };
         {
             let mut r = t.registry.lock().unwrap_or_else(|e| e.into_inner());
@@ -177,6 +206,21 @@ impl Telemetry {
                 "interface_bytes",
                 "Frame bytes counted by TC flow accounting, by interface and direction",
                 t.interface_bytes.clone(),
+            );
+            r.register(
+                "tcp_connections",
+                "TCP connections opened, accepted, closed and failed, by container",
+                t.tcp_connections.clone(),
+            );
+            r.register(
+                "tcp_retransmits",
+                "TCP segments retransmitted over closed connections, by container",
+                t.tcp_retransmits.clone(),
+            );
+            r.register(
+                "tcp_rtt_seconds",
+                "Smoothed RTT of TCP connections at close, by container",
+                t.tcp_rtt.clone(),
             );
             r.register(
                 "sink_write_errors",

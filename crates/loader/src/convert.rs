@@ -57,6 +57,8 @@ pub fn kind_type_name(kind: u32) -> Option<&'static str> {
         NJ_KIND_SOCK_LISTEN => "sock_listen",
         NJ_KIND_CGROUP_MKDIR => "cgroup_mkdir",
         NJ_KIND_CONNECT_POLICY => "connect_policy",
+        NJ_KIND_TCP_ESTABLISHED => "tcp_established",
+        NJ_KIND_TCP_CLOSE => "tcp_close",
         _ => return None,
     })
 }
@@ -210,6 +212,7 @@ impl Converter {
                 rule: ev.rule_id,
                 remote: sockaddr(&ev.remote),
             },
+            RawRecord::Tcp(ev) => tcp_body(&ev),
             RawRecord::Cgroup(ev) => EventBody::CgroupMkdir {
                 new_cgroup_id: ev.id,
                 path: string(&ev.path),
@@ -418,6 +421,7 @@ fn sock_body(ev: &nj_sock_event) -> Result<EventBody, ConvertError> {
         local: sockaddr(&ev.local),
         remote: sockaddr(&ev.remote),
         backlog: (ev.syscall == NJ_SYS_LISTEN).then_some(ev.extra),
+        cookie: (ev.cookie != 0).then_some(ev.cookie),
     };
     Ok(match u32::from(ev.hdr.kind) {
         NJ_KIND_SOCK_CONNECT => EventBody::SockConnect(op),
@@ -430,6 +434,91 @@ fn sock_body(ev: &nj_sock_event) -> Result<EventBody, ConvertError> {
             }))
         }
     })
+}
+
+/// An address of a record that keeps IPv4 in the first 4 of 16 bytes.
+fn endpoint(family: u8, addr: [u8; 16], port: u16) -> FlowEndpoint {
+    let addr = if u32::from(family) == NJ_AF_INET6 {
+        IpAddr::V6(Ipv6Addr::from(addr))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
+    };
+    FlowEndpoint { addr, port }
+}
+
+/// TCP states by number (include/net/tcp_states.h).
+fn tcp_state(state: u8) -> &'static str {
+    match state {
+        1 => "established",
+        2 => "syn_sent",
+        3 => "syn_recv",
+        4 => "fin_wait1",
+        5 => "fin_wait2",
+        6 => "time_wait",
+        7 => "close",
+        8 => "close_wait",
+        9 => "last_ack",
+        10 => "listen",
+        11 => "closing",
+        12 => "new_syn_recv",
+        _ => "unknown",
+    }
+}
+
+/// How a connection ended, from the socket error and whether it was ever established.
+fn tcp_outcome(error: u32, established: bool) -> &'static str {
+    const ECONNRESET: u32 = 104;
+    const ETIMEDOUT: u32 = 110;
+    const ECONNREFUSED: u32 = 111;
+    const EPIPE: u32 = 32;
+    match error {
+        0 if established => "closed",
+        0 => "aborted",
+        ECONNREFUSED => "refused",
+        ETIMEDOUT => "timeout",
+        ECONNRESET | EPIPE => "reset",
+        _ => "error",
+    }
+}
+
+fn tcp_body(ev: &nj_tcp_event) -> EventBody {
+    let established = ev.established_ns != 0;
+    let closing = u32::from(ev.hdr.kind) == NJ_KIND_TCP_CLOSE;
+    let connection = TcpConnection {
+        cookie: ev.cookie,
+        direction: if u32::from(ev.direction) == NJ_TCP_PASSIVE {
+            "inbound"
+        } else {
+            "outbound"
+        },
+        owner: match u32::from(ev.owner) {
+            NJ_TCP_OWNER_CONNECT => "connect",
+            NJ_TCP_OWNER_ACCEPT => "accept",
+            _ => "unknown",
+        },
+        local: endpoint(ev.family, ev.saddr, ev.sport),
+        remote: endpoint(ev.family, ev.daddr, ev.dport),
+        handshake_us: (established
+            && u32::from(ev.direction) == NJ_TCP_ACTIVE
+            && ev.established_ns >= ev.start_ns)
+            .then(|| (ev.established_ns - ev.start_ns) / 1_000),
+        duration_ms: established
+            .then(|| ev.hdr.ktime_ns.saturating_sub(ev.established_ns) / 1_000_000),
+        srtt_us: ev.srtt_us,
+        retransmits: ev.total_retrans,
+        bytes_acked: ev.bytes_acked,
+        bytes_received: ev.bytes_received,
+        segments_in: ev.segs_in,
+        segments_out: ev.segs_out,
+        outcome: closing.then(|| tcp_outcome(ev.error, established)),
+        previous_state: closing.then(|| tcp_state(ev.old_state)),
+        error: (closing && ev.error != 0).then(|| errno_name(i64::from(ev.error))),
+    };
+    if closing {
+        EventBody::TcpClose(Box::new(connection))
+    } else {
+        EventBody::TcpEstablished(Box::new(connection))
+    }
 }
 
 #[cfg(test)]
@@ -450,7 +539,8 @@ mod tests {
             .chain(kinds::<nj_syscall_event>())
             .chain(kinds::<nj_sock_event>())
             .chain(kinds::<nj_cgroup_event>())
-            .chain(kinds::<nj_connect_policy_event>());
+            .chain(kinds::<nj_connect_policy_event>())
+            .chain(kinds::<nj_tcp_event>());
         let mut converter = Converter::new(BootClock::with_offset(0), Arc::from("n"));
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut converted = 0;
@@ -478,6 +568,65 @@ mod tests {
             }
         }
         assert!(converted > 0, "no random record converted at all");
+    }
+
+    fn tcp_record(kind: u32) -> nj_tcp_event {
+        let mut ev = nj_tcp_event::default();
+        ev.hdr.kind = kind as u16;
+        ev.hdr.size = core::mem::size_of::<nj_tcp_event>() as u16;
+        ev.hdr.ktime_ns = 5_000_000_000;
+        ev.family = NJ_AF_INET as u8;
+        ev.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        ev.daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        ev.sport = 40000;
+        ev.dport = 80;
+        ev.direction = NJ_TCP_ACTIVE as u8;
+        ev.owner = NJ_TCP_OWNER_CONNECT as u8;
+        ev.start_ns = 1_000_000_000;
+        ev
+    }
+
+    #[test]
+    fn tcp_close_outcomes() {
+        let connection = |ev: &nj_tcp_event| match tcp_body(ev) {
+            EventBody::TcpClose(c) => c,
+            other => panic!("{other:?}"),
+        };
+        // Refused: never established, ECONNREFUSED, left SYN_SENT.
+        let mut ev = tcp_record(NJ_KIND_TCP_CLOSE);
+        ev.error = 111;
+        ev.old_state = 2;
+        let c = connection(&ev);
+        assert_eq!(c.outcome, Some("refused"));
+        assert_eq!(c.previous_state, Some("syn_sent"));
+        assert_eq!(c.error, Some("ECONNREFUSED"));
+        assert!(c.failed());
+        assert_eq!(c.handshake_us, None);
+        // Orderly close after 3 s, established 250 us after connect().
+        let mut ev = tcp_record(NJ_KIND_TCP_CLOSE);
+        ev.established_ns = 1_000_250_000;
+        ev.old_state = 9;
+        let c = connection(&ev);
+        assert_eq!(c.outcome, Some("closed"));
+        assert_eq!(c.handshake_us, Some(250));
+        assert_eq!(c.duration_ms, Some(3_999));
+        assert!(!c.failed());
+        assert_eq!(c.remote.addr.to_string(), "10.0.0.2");
+        ev.error = 104;
+        assert_eq!(connection(&ev).outcome, Some("reset"));
+        // An inbound connection reports no handshake time (the client's, not ours).
+        let mut ev = tcp_record(NJ_KIND_TCP_ESTABLISHED);
+        ev.direction = NJ_TCP_PASSIVE as u8;
+        ev.owner = NJ_TCP_OWNER_ACCEPT as u8;
+        ev.established_ns = 1_000_250_000;
+        match tcp_body(&ev) {
+            EventBody::TcpEstablished(c) => {
+                assert_eq!((c.direction, c.owner), ("inbound", "accept"));
+                assert_eq!(c.handshake_us, None);
+                assert_eq!(c.outcome, None);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

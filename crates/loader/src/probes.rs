@@ -212,6 +212,15 @@ impl KernelProbes {
         &self.attached
     }
 
+    /// Programs loaded in the kernel now (tracepoints, cgroup, TC and XDP hooks): what
+    /// `bpftool prog list` shows of ours. A TC program on several interfaces counts once.
+    pub fn programs_loaded(&self) -> usize {
+        self.ebpf
+            .programs()
+            .filter(|(_, program)| program.fd().is_ok())
+            .count()
+    }
+
     /// Programs that could not be attached, with the reason.
     pub fn failures(&self) -> &[AttachFailure] {
         &self.failures
@@ -316,17 +325,43 @@ impl KernelProbes {
         Ok(index)
     }
 
-    /// Loads the connect rules into the kernel and attaches cgroup/connect4 and connect6 to
-    /// the cgroup v2 root at `cgroup_root` as bpf_links, which run alongside other users'
-    /// programs on that cgroup. Nothing is attached when `rules` is empty.
-    pub fn attach_connect_rules(
+    /// Attaches the cgroup hooks to the cgroup v2 root at `cgroup_root`, as bpf_links that run
+    /// alongside other users' programs on that cgroup: cgroup/connect4 and connect6 (connect
+    /// rules, and the owner of every TCP connect) and sock_ops (TCP lifecycle). `rules` are
+    /// loaded first, so no connect slips past them.
+    pub fn attach_cgroup_hooks(
         &mut self,
         rules: &[crate::connect_rules::ConnectRule],
         cgroup_root: &std::path::Path,
     ) -> Result<(), LoadError> {
-        if rules.is_empty() {
-            return Ok(());
+        self.load_connect_rules(rules)?;
+        let cgroup = std::fs::File::open(cgroup_root).map_err(|e| {
+            LoadError::Config(format!(
+                "opening cgroup root {}: {e}",
+                cgroup_root.display()
+            ))
+        })?;
+        // Aya attaches with a bpf_link, which the kernel always runs alongside other programs
+        // on the cgroup (link attachments are multi by nature and take no BPF_F_ALLOW_MULTI
+        // flag: passing it fails with EINVAL).
+        let mode = aya::programs::CgroupAttachMode::default();
+        for program in ["nj_connect4", "nj_connect6"] {
+            let program_error = |source| program_error(program, source);
+            let prog: &mut aya::programs::CgroupSockAddr = self.program(program)?;
+            prog.load().map_err(program_error)?;
+            prog.attach(&cgroup, mode).map_err(program_error)?;
         }
+        let program_error = |source| program_error("nj_sockops", source);
+        let prog: &mut aya::programs::SockOps = self.program("nj_sockops")?;
+        prog.load().map_err(program_error)?;
+        prog.attach(&cgroup, mode).map_err(program_error)?;
+        Ok(())
+    }
+
+    fn load_connect_rules(
+        &mut self,
+        rules: &[crate::connect_rules::ConnectRule],
+    ) -> Result<(), LoadError> {
         let map = self
             .ebpf
             .map_mut("nj_connect_rules")
@@ -344,22 +379,6 @@ impl KernelProbes {
                 0,
             )
             .map_err(|e| map_error("nj_connect_rules", e))?;
-        }
-        let cgroup = std::fs::File::open(cgroup_root).map_err(|e| {
-            LoadError::Config(format!(
-                "opening cgroup root {}: {e}",
-                cgroup_root.display()
-            ))
-        })?;
-        for program in ["nj_connect4", "nj_connect6"] {
-            let program_error = |source| program_error(program, source);
-            let prog: &mut aya::programs::CgroupSockAddr = self.program(program)?;
-            prog.load().map_err(program_error)?;
-            // Aya attaches with a bpf_link, which the kernel always runs alongside other
-            // programs on the cgroup (link attachments are multi by nature and take no
-            // BPF_F_ALLOW_MULTI flag: passing it fails with EINVAL).
-            prog.attach(&cgroup, aya::programs::CgroupAttachMode::default())
-                .map_err(program_error)?;
         }
         Ok(())
     }

@@ -38,6 +38,37 @@ fn connect(addr: &str) -> i64 {
     }
 }
 
+fn tcp_serve(addr: &str, count: usize) -> i64 {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind(addr).expect("bind");
+    let mut total = 0;
+    for _ in 0..count {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut sink = Vec::new();
+        total += stream.read_to_end(&mut sink).expect("read") as i64;
+    }
+    total
+}
+
+fn tcp_send(addr: &str, count: usize, size: usize) -> i64 {
+    use std::io::{Read, Write};
+    let payload = vec![0x6bu8; size];
+    let mut done = 0;
+    for _ in 0..count {
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+            continue;
+        };
+        let mut rest = Vec::new();
+        if stream.write_all(&payload).is_ok()
+            && stream.shutdown(std::net::Shutdown::Write).is_ok()
+            && stream.read_to_end(&mut rest).is_ok()
+        {
+            done += 1;
+        }
+    }
+    done
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // SAFETY (for every libc call below): arguments are valid C strings or plain integers,
@@ -119,6 +150,16 @@ fn main() -> ExitCode {
                 }
                 sent
             }
+            // tcp-serve ADDR COUNT: accepts COUNT connections one by one, reads each to EOF,
+            // closes it; prints the bytes read.
+            "tcp-serve" => tcp_serve(arg(&args, 1), num(&args, 2) as usize),
+            // tcp-send ADDR COUNT SIZE: COUNT connections, each sends SIZE bytes, shuts down
+            // its side and waits for the server's close; prints the connections completed.
+            "tcp-send" => tcp_send(
+                arg(&args, 1),
+                num(&args, 2) as usize,
+                num(&args, 3) as usize,
+            ),
             "exit" => std::process::exit(num(&args, 1) as i32),
             "sleep-ms" => {
                 std::thread::sleep(std::time::Duration::from_millis(num(&args, 1) as u64));

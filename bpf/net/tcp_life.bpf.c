@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * TCP connection lifecycle from sock_ops on the cgroup v2 root: establishment (active and
+ * passive), close with the kernel's own counters (smoothed RTT, retransmits, bytes acked and
+ * received), and failures (refused, reset, timed out) from the socket error at close.
+ *
+ * sock_ops callbacks often run in softirq, on behalf of whichever task the CPU was running;
+ * so the owner of a connection is never read here. It comes from nj_tcp_conns, filled in by
+ * the connect hook (in the connecting task) and by the accept tracepoint (in the accepting
+ * task), both keyed by the socket cookie.
+ */
+#include "nj.bpf.h"
+#include "tcp_conn.bpf.h"
+
+#define NJ_TCP_CLOSE_STATE 7 /* TCP_CLOSE */
+
+/* Copies addresses and ports from the callback context (IPv4 in the first 4 bytes). */
+static __always_inline void nj_tcp_addrs(struct bpf_sock_ops *skops, struct nj_tcp_event *ev)
+{
+	ev->family = skops->family;
+	if (skops->family == NJ_AF_INET) {
+		__u32 local = skops->local_ip4, remote = skops->remote_ip4;
+		__builtin_memcpy(ev->saddr, &local, 4);
+		__builtin_memcpy(ev->daddr, &remote, 4);
+	} else {
+		/* Context fields: one 32-bit word at a time, at constant offsets. */
+		__u32 w[4];
+		w[0] = skops->local_ip6[0];
+		w[1] = skops->local_ip6[1];
+		w[2] = skops->local_ip6[2];
+		w[3] = skops->local_ip6[3];
+		__builtin_memcpy(ev->saddr, w, 16);
+		w[0] = skops->remote_ip6[0];
+		w[1] = skops->remote_ip6[1];
+		w[2] = skops->remote_ip6[2];
+		w[3] = skops->remote_ip6[3];
+		__builtin_memcpy(ev->daddr, w, 16);
+	}
+	ev->sport = skops->local_port;
+	/* remote_port is the 16-bit port in network order, in a 32-bit big-endian word. */
+	ev->dport = bpf_ntohl(skops->remote_port);
+}
+
+/* The cgroup the socket was created in (a passive socket inherits its listener's). */
+static __always_inline __u64 nj_sock_cgroup(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	if (!sk)
+		return 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	return BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.sk_cgrp_data.cgroup, kn, id);
+}
+
+static __always_inline __u32 nj_sock_error(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	if (!sk)
+		return 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	return BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.sk_err);
+}
+
+/* Builds and sends a record for @conn; the header carries the owner, not the current task. */
+static __always_inline void nj_tcp_report(struct bpf_sock_ops *skops, __u16 kind, __u64 cookie,
+					  const struct nj_tcp_conn *conn, __u8 old_state)
+{
+	struct nj_tcp_event ev = {};
+
+	ev.hdr.kind = kind;
+	ev.hdr.size = sizeof(ev);
+	ev.hdr.ktime_ns = bpf_ktime_get_boot_ns();
+	ev.hdr.tgid = conn->tgid;
+	ev.hdr.pid = conn->pid;
+	ev.hdr.cgroup_id = conn->cgroup_id;
+	ev.cookie = cookie;
+	ev.start_ns = conn->start_ns;
+	ev.established_ns = conn->established_ns;
+	ev.direction = conn->direction;
+	ev.owner = conn->owner;
+	ev.old_state = old_state;
+	if (skops->is_fullsock) {
+		ev.srtt_us = skops->srtt_us >> 3;
+		ev.total_retrans = skops->total_retrans;
+		ev.segs_in = skops->segs_in;
+		ev.segs_out = skops->segs_out;
+		ev.bytes_acked = skops->bytes_acked;
+		ev.bytes_received = skops->bytes_received;
+	}
+	if (kind == NJ_KIND_TCP_CLOSE)
+		ev.error = nj_sock_error(skops);
+	nj_tcp_addrs(skops, &ev);
+	nj_submit(&ev, sizeof(ev), kind);
+}
+
+SEC("sockops")
+int nj_sockops(struct bpf_sock_ops *skops)
+{
+	__u32 op = skops->op;
+
+	if (skops->family != NJ_AF_INET && skops->family != NJ_AF_INET6)
+		return 1;
+	switch (op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB: {
+		/* Follow only connects the connect hook recorded (never the agent's own). */
+		__u64 cookie = bpf_get_socket_cookie(skops);
+		if (bpf_map_lookup_elem(&nj_tcp_conns, &cookie))
+			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+							 BPF_SOCK_OPS_STATE_CB_FLAG);
+		break;
+	}
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB: {
+		__u64 cookie = bpf_get_socket_cookie(skops);
+		struct nj_tcp_conn *conn = bpf_map_lookup_elem(&nj_tcp_conns, &cookie);
+		if (!conn)
+			break;
+		conn->established_ns = bpf_ktime_get_boot_ns();
+		nj_tcp_report(skops, NJ_KIND_TCP_ESTABLISHED, cookie, conn, 0);
+		break;
+	}
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB: {
+		/* Assigns the cookie accept() will read; the owner is known once accepted. */
+		__u64 cookie = bpf_get_socket_cookie(skops);
+		__u64 now = bpf_ktime_get_boot_ns();
+		struct nj_tcp_conn conn = {
+			.start_ns = now,
+			.established_ns = now,
+			.cgroup_id = nj_sock_cgroup(skops),
+			.direction = NJ_TCP_PASSIVE,
+			.owner = NJ_TCP_OWNER_NONE,
+		};
+		bpf_map_update_elem(&nj_tcp_conns, &cookie, &conn, BPF_ANY);
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+						 BPF_SOCK_OPS_STATE_CB_FLAG);
+		break;
+	}
+	case BPF_SOCK_OPS_STATE_CB: {
+		if (skops->args[1] != NJ_TCP_CLOSE_STATE)
+			break;
+		__u64 cookie = bpf_get_socket_cookie(skops);
+		struct nj_tcp_conn *conn = bpf_map_lookup_elem(&nj_tcp_conns, &cookie);
+		/* No entry: the agent's own connection, or one it stopped following. */
+		if (!conn)
+			break;
+		nj_tcp_report(skops, NJ_KIND_TCP_CLOSE, cookie, conn, (__u8)skops->args[0]);
+		bpf_map_delete_elem(&nj_tcp_conns, &cookie);
+		break;
+	}
+	}
+	return 1;
+}
+
+char LICENSE[] SEC("license") = "GPL";

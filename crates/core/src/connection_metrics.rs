@@ -1,0 +1,216 @@
+//! Per-container TCP connection metrics from `tcp_established`/`tcp_close` events: counts by
+//! outcome, retransmits and RTT. Runs after enrichment, so it can name the container.
+//!
+//! Label values are bounded: past [`MAX_CONTAINERS`] distinct containers, new ones count
+//! under `other`, so a churning node cannot grow the registry without limit.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::event::{Event, EventBody};
+use crate::pipeline::Transform;
+use crate::telemetry::{ConnectionLabel, ContainerLabel, Telemetry};
+
+/// Distinct container label values kept before new ones fold into `other`.
+pub const MAX_CONTAINERS: usize = 1024;
+
+/// The label for the host itself and for events with no container context.
+pub const HOST: &str = "host";
+/// The label for containers past the budget.
+pub const OTHER: &str = "other";
+
+/// Updates connection metrics as events pass; never drops or changes an event.
+#[derive(Debug)]
+pub struct ConnectionMetrics {
+    telemetry: Arc<Telemetry>,
+    seen: HashSet<String>,
+}
+
+impl ConnectionMetrics {
+    pub fn new(telemetry: Arc<Telemetry>) -> Self {
+        Self {
+            telemetry,
+            seen: HashSet::new(),
+        }
+    }
+
+    /// The container label of an event: short id, `host`, or `other` past the budget.
+    fn label(&mut self, event: &Event) -> String {
+        let Some(id) = event.container.as_ref().and_then(|c| c.id.as_deref()) else {
+            return HOST.to_string();
+        };
+        let short = &id[..id.len().min(12)];
+        if self.seen.contains(short) {
+            return short.to_string();
+        }
+        if self.seen.len() >= MAX_CONTAINERS {
+            return OTHER.to_string();
+        }
+        self.seen.insert(short.to_string());
+        short.to_string()
+    }
+}
+
+impl Transform for ConnectionMetrics {
+    fn name(&self) -> &'static str {
+        "connection_metrics"
+    }
+
+    fn apply(&mut self, event: &mut Event) -> bool {
+        let (connection, closing) = match &event.body {
+            EventBody::TcpEstablished(c) => (c, false),
+            EventBody::TcpClose(c) => (c, true),
+            _ => return true,
+        };
+        let what = if !closing {
+            if connection.direction == "inbound" {
+                "accepted"
+            } else {
+                "opened"
+            }
+        } else if connection.failed() {
+            "failed"
+        } else {
+            "closed"
+        };
+        let retransmits = u64::from(connection.retransmits);
+        let rtt = (closing && !connection.failed() && connection.srtt_us > 0)
+            .then(|| f64::from(connection.srtt_us) / 1e6);
+        let container = self.label(event);
+        let t = &self.telemetry;
+        t.tcp_connections
+            .get_or_create(&ConnectionLabel {
+                container: container.clone(),
+                event: what,
+            })
+            .inc();
+        if closing {
+            let label = ContainerLabel { container };
+            if retransmits > 0 {
+                t.tcp_retransmits.get_or_create(&label).inc_by(retransmits);
+            }
+            if let Some(rtt) = rtt {
+                t.tcp_rtt.get_or_create(&label).observe(rtt);
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ContainerInfo, FlowEndpoint, Runtime, TcpConnection};
+
+    fn event(body: EventBody, container: Option<&str>) -> Event {
+        Event {
+            time: String::new(),
+            ktime_ns: 0,
+            node: Arc::from("n"),
+            pid: 1,
+            tid: 1,
+            cgroup_id: 1,
+            flags: Vec::new(),
+            process: None,
+            parent: None,
+            ancestors: Vec::new(),
+            container: container.map(|id| {
+                Arc::new(ContainerInfo {
+                    id: Some(id.to_string()),
+                    runtime: Runtime::Containerd,
+                    pod_uid: None,
+                    unit: None,
+                    cgroup: String::new(),
+                })
+            }),
+            body,
+        }
+    }
+
+    fn connection(direction: &'static str, outcome: Option<&'static str>) -> TcpConnection {
+        let end = FlowEndpoint {
+            addr: "10.0.0.1".parse().unwrap(),
+            port: 1,
+        };
+        TcpConnection {
+            cookie: 1,
+            direction,
+            owner: "connect",
+            local: end.clone(),
+            remote: end,
+            handshake_us: None,
+            duration_ms: (outcome != Some("refused")).then_some(5),
+            srtt_us: 250,
+            retransmits: 2,
+            bytes_acked: 0,
+            bytes_received: 0,
+            segments_in: 0,
+            segments_out: 0,
+            outcome,
+            previous_state: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn counts_by_container_and_outcome() {
+        let t = Arc::new(Telemetry::new());
+        let mut m = ConnectionMetrics::new(t.clone());
+        let id = "a".repeat(64);
+        for (body, container) in [
+            (
+                EventBody::TcpEstablished(Box::new(connection("outbound", None))),
+                Some(id.as_str()),
+            ),
+            (
+                EventBody::TcpClose(Box::new(connection("outbound", Some("closed")))),
+                Some(id.as_str()),
+            ),
+            (
+                EventBody::TcpEstablished(Box::new(connection("inbound", None))),
+                None,
+            ),
+            (
+                EventBody::TcpClose(Box::new(connection("outbound", Some("refused")))),
+                None,
+            ),
+        ] {
+            assert!(m.apply(&mut event(body, container)));
+        }
+        let text = t.encode();
+        let short = &id[..12];
+        for line in [
+            format!("nightjar_tcp_connections_total{{container=\"{short}\",event=\"opened\"}} 1"),
+            format!("nightjar_tcp_connections_total{{container=\"{short}\",event=\"closed\"}} 1"),
+            "nightjar_tcp_connections_total{container=\"host\",event=\"accepted\"} 1".into(),
+            "nightjar_tcp_connections_total{container=\"host\",event=\"failed\"} 1".into(),
+            // Retransmits of both closes; RTT only of the established one.
+            format!("nightjar_tcp_retransmits_total{{container=\"{short}\"}} 2"),
+            "nightjar_tcp_retransmits_total{container=\"host\"} 2".into(),
+            format!("nightjar_tcp_rtt_seconds_count{{container=\"{short}\"}} 1"),
+        ] {
+            assert!(text.contains(&line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("nightjar_tcp_rtt_seconds_count{container=\"host\"}"));
+    }
+
+    #[test]
+    fn container_labels_are_bounded() {
+        let t = Arc::new(Telemetry::new());
+        let mut m = ConnectionMetrics::new(t.clone());
+        for i in 0..MAX_CONTAINERS + 5 {
+            let id = format!("{i:012x}{}", "f".repeat(52));
+            let mut e = event(
+                EventBody::TcpEstablished(Box::new(connection("outbound", None))),
+                Some(&id),
+            );
+            m.apply(&mut e);
+        }
+        assert_eq!(m.seen.len(), MAX_CONTAINERS);
+        let text = t.encode();
+        assert!(
+            text.contains("nightjar_tcp_connections_total{container=\"other\",event=\"opened\"} 5"),
+            "{text}"
+        );
+    }
+}
