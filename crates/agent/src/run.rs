@@ -131,13 +131,17 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
         .seed_from_procfs(std::path::Path::new("/proc"))
         .context("reading /proc")?;
     tracing::info!(processes = seeded, "Process cache seeded from /proc");
+    // Flows first get the owner of their socket, then enrichment names it.
+    pipeline = pipeline.transform(Box::new(
+        nightjar_enrich::FlowAttribution::new(Default::default()).with_telemetry(telemetry.clone()),
+    ));
     pipeline = pipeline.transform(Box::new(EnrichTransform {
         enricher,
         started,
         telemetry: telemetry.clone(),
     }));
     pipeline = pipeline.transform(Box::new(
-        nightjar_core::connection_metrics::ConnectionMetrics::new(telemetry.clone()),
+        nightjar_core::network_metrics::NetworkMetrics::new(telemetry.clone()),
     ));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::time::Duration;
 
@@ -382,33 +381,60 @@ fn network_syscalls_with_addresses() {
     assert_eq!(accept["remote"]["addr"], "127.0.0.1");
 }
 
-fn our_programs() -> usize {
+/// Ids of BPF objects (`prog_id` or `map_id`) a process holds, from its fdinfo: exactly what
+/// one agent loaded, even when other agents (or benchmarks) run beside the test.
+fn held_ids(pid: u32, field: &str) -> std::collections::BTreeSet<u32> {
+    let mut ids = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        for line in text.lines() {
+            if let Some(id) = line.strip_prefix(field).and_then(|v| v.trim().parse().ok()) {
+                ids.insert(id);
+            }
+        }
+    }
+    ids
+}
+
+/// (id, name, map ids) of every BPF program loaded.
+fn loaded_programs() -> Vec<(u32, String, Vec<u32>)> {
     let out = Command::new("bpftool")
-        .args(["prog", "list"])
+        .args(["-j", "prog", "list"])
         .output()
         .unwrap();
     assert!(out.status.success(), "bpftool prog list failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(" name nj_"))
-        .count()
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    list.iter()
+        .map(|p| {
+            let maps = p["map_ids"]
+                .as_array()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|v| v.as_u64())
+                        .map(|v| v as u32)
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                p["id"].as_u64().unwrap() as u32,
+                p["name"].as_str().unwrap_or("").to_string(),
+                maps,
+            )
+        })
+        .collect()
 }
 
 #[test]
 fn detach_leaves_nothing_behind() {
     let _serial = serial();
-    let before = our_programs();
-    assert_eq!(
-        before, 0,
-        "another agent is running; programs named nj_* already loaded"
-    );
     let pins_before: Vec<_> = std::fs::read_dir("/sys/fs/bpf")
         .map(|d| d.count())
         .into_iter()
         .collect();
     let agent = Agent::start(&[]);
     let metrics = agent.metrics();
-    let during = our_programs();
+    let programs = held_ids(agent.pid, "prog_id:");
+    let maps = held_ids(agent.pid, "map_id:");
     let attached: usize = metrics
         .lines()
         .find_map(|l| l.strip_prefix("nightjar_programs_attached "))
@@ -416,15 +442,34 @@ fn detach_leaves_nothing_behind() {
         .unwrap_or_else(|| panic!("no nightjar_programs_attached in {metrics}"));
     assert!(attached >= 35, "only {attached} programs attached");
     assert_eq!(
-        during, attached,
-        "bpftool sees {during} nj_* programs, the agent reports {attached}"
+        programs.len(),
+        attached,
+        "the agent holds {} programs, reports {attached}",
+        programs.len()
     );
+    let loaded = loaded_programs();
+    for id in &programs {
+        let (_, name, _) = loaded
+            .iter()
+            .find(|(p, _, _)| p == id)
+            .unwrap_or_else(|| panic!("program {id} not in bpftool prog list"));
+        assert!(name.starts_with("nj_"), "program {id} is {name}");
+    }
     agent.stop();
-    assert_eq!(our_programs(), 0, "programs left behind after SIGINT");
+    // Nothing of that agent remains: not its programs, nor any program using its maps.
+    for (id, name, program_maps) in loaded_programs() {
+        assert!(
+            !programs.contains(&id),
+            "{name} ({id}) left behind after SIGINT"
+        );
+        assert!(
+            !program_maps.iter().any(|m| maps.contains(m)),
+            "{name} ({id}) still uses the agent's maps"
+        );
+    }
     let pins_after: Vec<_> = std::fs::read_dir("/sys/fs/bpf")
         .map(|d| d.count())
         .into_iter()
         .collect();
     assert_eq!(pins_before, pins_after, "pins left behind in /sys/fs/bpf");
-    let _ = std::fs::metadata("/").map(|m| m.ino());
 }

@@ -612,13 +612,15 @@ fn tcp_lifecycle_is_joined_to_the_connecting_and_accepting_processes() {
             "--output-file",
             output.to_str().unwrap(),
             "--type",
-            "tcp_established,tcp_close,sock_connect,sock_accept",
+            "tcp_established,tcp_close,sock_connect,sock_accept,flow",
             "--metrics-addr",
             &format!("127.0.0.1:{metrics_port}"),
             "--xdp-interface",
             &pair.veth_a,
             "--block",
             "10.213.0.3/32",
+            "--tc-interface",
+            &pair.veth_a,
         ],
     );
 
@@ -696,6 +698,36 @@ fn tcp_lifecycle_is_joined_to_the_connecting_and_accepting_processes() {
             );
         }
     }
+    // Flows on A's veth carry the client's process and cgroup, and count exactly the segments
+    // the kernel says each connection sent and received.
+    let completed: Vec<_> = closed.iter().filter(|e| e["outcome"] == "closed").collect();
+    assert_eq!(completed.len(), 5);
+    for e in completed {
+        let port = e["local"]["port"].as_u64().unwrap();
+        let flow = |direction: &str| -> &Value {
+            events
+                .iter()
+                .find(|f| {
+                    f["type"] == "flow"
+                        && f["reason"] == "end"
+                        && f["direction"] == direction
+                        && (f["source"]["port"] == port || f["destination"]["port"] == port)
+                        && f["protocol"] == "tcp"
+                })
+                .unwrap_or_else(|| panic!("no {direction} flow for port {port}"))
+        };
+        let (out, back) = (flow("egress"), flow("ingress"));
+        for (f, end, segments) in [
+            (out, "source", &e["segments_out"]),
+            (back, "destination", &e["segments_in"]),
+        ] {
+            assert_eq!(f["pid"], e["pid"], "{f}");
+            assert_eq!(f["cgroup_id"], clients.id, "{f}");
+            assert_eq!(f["socket_end"], end, "{f}");
+            assert_eq!(&f["packets"], segments, "flow {f} vs connection {e}");
+        }
+    }
+
     // Inbound: reported when accepted, in the server's process and cgroup.
     let accepted = of("tcp_established", servers.id);
     let ended = of("tcp_close", servers.id);
@@ -758,6 +790,11 @@ fn tcp_lifecycle_is_joined_to_the_connecting_and_accepting_processes() {
     assert!(count("accepted") >= 5, "{metrics}");
     assert!(count("closed") >= 10, "{metrics}");
     assert!(count("failed") >= 2, "{metrics}");
+    let sent = metric(
+        &metrics,
+        "nightjar_container_packets_total{container=\"host\",direction=\"sent\"} ",
+    );
+    assert!(sent.unwrap_or(0) >= 5 * 5, "{metrics}");
     assert!(
         metric(
             &metrics,

@@ -329,6 +329,16 @@ pub struct FlowRecord {
     pub last_seen: String,
     /// `forwarded` (the accounting programs never drop).
     pub verdict: &'static str,
+    /// Which end is the socket the flow is attributed to (`source` or `destination`), when
+    /// the flow's 5-tuple matched a socket event; `pid` and `cgroup_id` are then its owner's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_end: Option<&'static str>,
+    /// Packets and bytes since this flow's previous record (all of them for the first):
+    /// what metrics add up, since `periodic` records repeat cumulative counters.
+    #[serde(skip)]
+    pub new_packets: u64,
+    #[serde(skip)]
+    pub new_bytes: u64,
 }
 
 /// A TCP connection as sock_ops sees it, with its owning process in the event.

@@ -4,9 +4,9 @@
 //! Events then flow through transforms (enrichment, filters) into sinks (JSON, metrics), each
 //! a small stage behind a channel, as described in STYLE.md (sources -> transforms -> sinks).
 
-pub mod connection_metrics;
 pub mod event;
 pub mod filter;
+pub mod network_metrics;
 pub mod pipeline;
 pub mod telemetry;
 pub mod time;

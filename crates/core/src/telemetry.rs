@@ -63,6 +63,18 @@ pub struct ConnectionLabel {
     pub event: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ContainerDirectionLabel {
+    pub container: String,
+    /// `sent` or `received`, as the container's socket sees it.
+    pub direction: &'static str,
+}
+
 /// A histogram family with fixed buckets.
 pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -102,6 +114,10 @@ pub struct Telemetry {
     pub tcp_connections: Family<ConnectionLabel, Counter>,
     pub tcp_retransmits: Family<ContainerLabel, Counter>,
     pub tcp_rtt: HistogramFamily<ContainerLabel>,
+    pub container_packets: Family<ContainerDirectionLabel, Counter>,
+    pub container_bytes: Family<ContainerDirectionLabel, Counter>,
+    pub flow_attribution: Family<ResultLabel, Counter>,
+    pub socket_owner_entries: Gauge,
 }
 
 impl Default for Telemetry {
@@ -133,6 +149,10 @@ impl Telemetry {
             tcp_connections: Family::default(),
             tcp_retransmits: Family::default(),
             tcp_rtt: Family::new_with_constructor(rtt_histogram),
+            container_packets: Family::default(),
+            container_bytes: Family::default(),
+            flow_attribution: Family::default(),
+            socket_owner_entries: Gauge::default(),
         };
         {
             let mut r = t.registry.lock().unwrap_or_else(|e| e.into_inner());
@@ -221,6 +241,26 @@ impl Telemetry {
                 "tcp_rtt_seconds",
                 "Smoothed RTT of TCP connections at close, by container",
                 t.tcp_rtt.clone(),
+            );
+            r.register(
+                "container_packets",
+                "Packets of attributed flows, by container and direction (sent/received)",
+                t.container_packets.clone(),
+            );
+            r.register(
+                "container_bytes",
+                "Frame bytes of attributed flows, by container and direction (sent/received)",
+                t.container_bytes.clone(),
+            );
+            r.register(
+                "flow_attribution",
+                "Flow records by attribution: socket (matched a socket event) or none",
+                t.flow_attribution.clone(),
+            );
+            r.register(
+                "socket_owner_entries",
+                "Sockets in the 5-tuple -> process table used to attribute flows",
+                t.socket_owner_entries.clone(),
             );
             r.register(
                 "sink_write_errors",

@@ -10,6 +10,8 @@
 //!   miss, throttled, with a negative cache.
 //! - [`parse_cgroup_path`] reads the container runtime, container id, pod UID or systemd unit
 //!   out of such a path.
+//! - [`FlowAttribution`] gives flow records the process and cgroup of their socket, by
+//!   5-tuple, from the socket events.
 //! - [`Enricher`] ties them together for one [`Event`](nightjar_core::Event) at a time.
 //!
 //! Time is always passed in (`now: Duration`, any monotonic clock), so tests control it.
@@ -23,11 +25,13 @@ pub mod enricher;
 pub mod mountinfo;
 pub mod process_cache;
 pub mod procfs;
+pub mod socket_owners;
 
 pub use cgroup_resolver::{CgroupResolver, CgroupResolverConfig, CgroupResolverStats};
 pub use container_path::parse_cgroup_path;
 pub use enricher::{Enricher, EnricherConfig};
 pub use process_cache::{ProcessCache, ProcessCacheConfig, ProcessCacheStats};
+pub use socket_owners::{FlowAttribution, SocketOwners, SocketOwnersConfig};
 
 /// Errors of the enrichment setup. Enrichment itself never fails: what it cannot find, it
 /// leaves empty.

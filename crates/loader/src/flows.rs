@@ -55,6 +55,8 @@ pub struct FlowTable {
     reported: HashMap<[u8; 48], u64>,
     /// Packets and bytes of each live flow already added to the traffic totals.
     counted: HashMap<[u8; 48], (u64, u64)>,
+    /// Packets and bytes of each live flow as its last periodic record carried them.
+    in_records: HashMap<[u8; 48], (u64, u64)>,
     /// Growth since the last `take_traffic`, per (ifindex, direction).
     traffic: HashMap<(u32, u8), (u64, u64)>,
     clock: BootClock,
@@ -142,6 +144,7 @@ impl FlowTable {
             interfaces,
             reported: HashMap::new(),
             counted: HashMap::new(),
+            in_records: HashMap::new(),
             traffic: HashMap::new(),
             clock,
             node,
@@ -149,12 +152,20 @@ impl FlowTable {
     }
 
     fn event(
-        &self,
+        &mut self,
         key: &nj_flow_key,
         stats: &nj_flow_stats,
         reason: &'static str,
         now_ns: u64,
     ) -> Event {
+        let id = key_bytes(key);
+        let (before_packets, before_bytes) = if reason == "periodic" {
+            self.in_records
+                .insert(id, (stats.packets, stats.bytes))
+                .unwrap_or((0, 0))
+        } else {
+            self.in_records.remove(&id).unwrap_or((0, 0))
+        };
         let record = FlowRecord {
             reason,
             interface: self
@@ -183,6 +194,9 @@ impl FlowTable {
             first_seen: self.clock.rfc3339(stats.first_ns),
             last_seen: self.clock.rfc3339(stats.last_ns),
             verdict: "forwarded",
+            socket_end: None,
+            new_packets: stats.packets.saturating_sub(before_packets),
+            new_bytes: stats.bytes.saturating_sub(before_bytes),
         };
         Event {
             time: self.clock.rfc3339(now_ns),

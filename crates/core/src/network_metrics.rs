@@ -1,5 +1,6 @@
-//! Per-container TCP connection metrics from `tcp_established`/`tcp_close` events: counts by
-//! outcome, retransmits and RTT. Runs after enrichment, so it can name the container.
+//! Per-container network metrics: TCP connections by outcome, retransmits and RTT from
+//! `tcp_established`/`tcp_close`, and packets and bytes each way from attributed flow
+//! records. Runs after enrichment, so it can name the container.
 //!
 //! Label values are bounded: past [`MAX_CONTAINERS`] distinct containers, new ones count
 //! under `other`, so a churning node cannot grow the registry without limit.
@@ -9,7 +10,7 @@ use std::sync::Arc;
 
 use crate::event::{Event, EventBody};
 use crate::pipeline::Transform;
-use crate::telemetry::{ConnectionLabel, ContainerLabel, Telemetry};
+use crate::telemetry::{ConnectionLabel, ContainerDirectionLabel, ContainerLabel, Telemetry};
 
 /// Distinct container label values kept before new ones fold into `other`.
 pub const MAX_CONTAINERS: usize = 1024;
@@ -21,12 +22,12 @@ pub const OTHER: &str = "other";
 
 /// Updates connection metrics as events pass; never drops or changes an event.
 #[derive(Debug)]
-pub struct ConnectionMetrics {
+pub struct NetworkMetrics {
     telemetry: Arc<Telemetry>,
     seen: HashSet<String>,
 }
 
-impl ConnectionMetrics {
+impl NetworkMetrics {
     pub fn new(telemetry: Arc<Telemetry>) -> Self {
         Self {
             telemetry,
@@ -51,15 +52,35 @@ impl ConnectionMetrics {
     }
 }
 
-impl Transform for ConnectionMetrics {
+impl Transform for NetworkMetrics {
     fn name(&self) -> &'static str {
-        "connection_metrics"
+        "network_metrics"
     }
 
     fn apply(&mut self, event: &mut Event) -> bool {
         let (connection, closing) = match &event.body {
             EventBody::TcpEstablished(c) => (c, false),
             EventBody::TcpClose(c) => (c, true),
+            EventBody::Flow(flow) => {
+                let Some(end) = flow.socket_end else {
+                    return true;
+                };
+                let direction = if end == "source" { "sent" } else { "received" };
+                let (packets, bytes) = (flow.new_packets, flow.new_bytes);
+                let label = ContainerDirectionLabel {
+                    container: self.label(event),
+                    direction,
+                };
+                self.telemetry
+                    .container_packets
+                    .get_or_create(&label)
+                    .inc_by(packets);
+                self.telemetry
+                    .container_bytes
+                    .get_or_create(&label)
+                    .inc_by(bytes);
+                return true;
+            }
             _ => return true,
         };
         let what = if !closing {
@@ -100,7 +121,7 @@ impl Transform for ConnectionMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{ContainerInfo, FlowEndpoint, Runtime, TcpConnection};
+    use crate::event::{ContainerInfo, FlowEndpoint, FlowRecord, Runtime, TcpConnection};
 
     fn event(body: EventBody, container: Option<&str>) -> Event {
         Event {
@@ -155,7 +176,7 @@ mod tests {
     #[test]
     fn counts_by_container_and_outcome() {
         let t = Arc::new(Telemetry::new());
-        let mut m = ConnectionMetrics::new(t.clone());
+        let mut m = NetworkMetrics::new(t.clone());
         let id = "a".repeat(64);
         for (body, container) in [
             (
@@ -195,9 +216,55 @@ mod tests {
     }
 
     #[test]
+    fn attributed_flows_add_their_new_traffic_each_way() {
+        let t = Arc::new(Telemetry::new());
+        let mut m = NetworkMetrics::new(t.clone());
+        let end = FlowEndpoint {
+            addr: "10.0.0.1".parse().unwrap(),
+            port: 1,
+        };
+        let flow = |socket_end, new_packets, new_bytes| {
+            EventBody::Flow(Box::new(FlowRecord {
+                reason: "periodic",
+                interface: "eth0".into(),
+                direction: "egress",
+                protocol: "tcp",
+                source: end.clone(),
+                destination: end.clone(),
+                // Cumulative on periodic records: never what the metrics add.
+                packets: 1000,
+                bytes: 1000,
+                tcp_flags: Vec::new(),
+                first_seen: String::new(),
+                last_seen: String::new(),
+                verdict: "forwarded",
+                socket_end,
+                new_packets,
+                new_bytes,
+            }))
+        };
+        for body in [
+            flow(Some("source"), 3, 300),
+            flow(Some("source"), 2, 200),
+            flow(Some("destination"), 4, 400),
+            flow(None, 7, 700),
+        ] {
+            m.apply(&mut event(body, None));
+        }
+        let text = t.encode();
+        for line in [
+            "nightjar_container_packets_total{container=\"host\",direction=\"sent\"} 5",
+            "nightjar_container_bytes_total{container=\"host\",direction=\"sent\"} 500",
+            "nightjar_container_packets_total{container=\"host\",direction=\"received\"} 4",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+
+    #[test]
     fn container_labels_are_bounded() {
         let t = Arc::new(Telemetry::new());
-        let mut m = ConnectionMetrics::new(t.clone());
+        let mut m = NetworkMetrics::new(t.clone());
         for i in 0..MAX_CONTAINERS + 5 {
             let id = format!("{i:012x}{}", "f".repeat(52));
             let mut e = event(
