@@ -24,6 +24,8 @@ pub enum Command {
     Doctor,
     /// Run the agent while a short built-in workload runs, printing its events.
     Demo(DemoArgs),
+    /// Show or change a running agent's XDP blocklist.
+    Blocklist(BlocklistArgs),
     /// The demo's workload (run by `nightjar demo` as a child process).
     #[command(hide = true)]
     DemoWorkload,
@@ -37,7 +39,7 @@ pub enum OutputFormat {
     None,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct AgentArgs {
     /// YAML configuration file (docs/config.md); flags override it.
     #[arg(long)]
@@ -109,6 +111,39 @@ pub struct AgentArgs {
     /// Stop after this many seconds.
     #[arg(long)]
     pub duration: Option<u64>,
+    /// Control socket for `nightjar blocklist` (default /run/nightjar/control.sock).
+    #[arg(long)]
+    pub control_socket: Option<PathBuf>,
+    /// Do not open the control socket.
+    #[arg(long)]
+    pub no_control_socket: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BlocklistArgs {
+    /// The agent's control socket.
+    #[arg(long, default_value = crate::control::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    #[command(subcommand)]
+    pub action: BlocklistAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BlocklistAction {
+    /// List entries with the packets and bytes each matched.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop (or with --audit only count) packets from a source CIDR.
+    Add {
+        cidr: String,
+        #[arg(long)]
+        audit: bool,
+    },
+    /// Remove an entry; its traffic passes again.
+    Remove { cidr: String },
 }
 
 #[derive(Debug, Args)]

@@ -34,8 +34,10 @@ pub struct AgentConfig {
     pub connect_rules: Vec<ConnectRule>,
     /// Interfaces with XDP counters and the blocklist.
     pub xdp_interfaces: Vec<String>,
-    /// Blocklist entries, in configuration order (an entry's index labels its counters).
+    /// Blocklist entries at start; more come and go through the control socket.
     pub blocklist: Vec<BlockEntry>,
+    /// The control socket (`nightjar blocklist` talks to it); `None` disables it.
+    pub control_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -76,6 +78,7 @@ struct FileConfig {
     xdp_interfaces: Vec<String>,
     #[serde(default)]
     blocklist: Vec<BlockConfig>,
+    control_socket: Option<PathBuf>,
 }
 
 /// One blocklist entry in the YAML file.
@@ -228,6 +231,28 @@ impl AgentConfig {
                 });
             }
         }
+        // One network, one mode: a network listed twice is a conflict, named.
+        let mut seen = std::collections::HashMap::new();
+        for entry in &blocklist {
+            let mode = if entry.audit { "audit" } else { "drop" };
+            if let Some(first) = seen.insert(entry.cidr.to_string(), mode) {
+                bail!(
+                    "blocklist entry {} is listed twice (as {first} and as {mode})",
+                    entry.cidr
+                );
+            }
+        }
+        let mut destinations = std::collections::HashMap::new();
+        for rule in &connect_rules {
+            let key = rule.to_string();
+            if let Some(first) = destinations.insert(key.clone(), rule.action) {
+                bail!(
+                    "connect rule {key} is listed twice (as {} and as {})",
+                    first.name(),
+                    rule.action.name()
+                );
+            }
+        }
         let xdp_interfaces = if args.xdp_interfaces.is_empty() {
             file.xdp_interfaces.clone()
         } else {
@@ -263,6 +288,16 @@ impl AgentConfig {
             connect_rules,
             xdp_interfaces,
             blocklist,
+            control_socket: if args.no_control_socket {
+                None
+            } else {
+                Some(
+                    args.control_socket
+                        .clone()
+                        .or(file.control_socket)
+                        .unwrap_or_else(|| PathBuf::from(crate::control::DEFAULT_SOCKET)),
+                )
+            },
         })
     }
 }

@@ -38,32 +38,12 @@ impl Drop for DemoCgroup {
 
 pub async fn run(args: DemoArgs) -> Result<()> {
     let cgroup = DemoCgroup::create()?;
-    let mut agent_args = crate::cli::AgentArgs {
-        config: None,
-        output: None,
-        output_file: None,
-        metrics_addr: None,
+    // The demo is self-contained: no metrics port, no control socket.
+    let agent_args = crate::cli::AgentArgs {
         no_metrics: true,
-        groups: vec![],
-        file_prefixes: vec![],
-        file_write_prefixes: vec![],
-        types: vec![],
-        binaries: vec![],
-        pids: vec![],
-        containers: vec![],
-        tc_interfaces: vec![],
-        tc_veths: false,
-        deny_connect: vec![],
-        xdp_interfaces: vec![],
-        block: vec![],
-        block_audit: vec![],
-        audit_connect: vec![],
-        flow_idle_timeout: None,
-        flow_report_interval: None,
-        ringbuf_bytes: None,
-        duration: None,
+        no_control_socket: true,
+        ..Default::default()
     };
-    agent_args.no_metrics = true;
     let config = AgentConfig::from_args(&agent_args)?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();

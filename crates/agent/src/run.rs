@@ -101,12 +101,15 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     let clock = BootClock::now();
     let node = node_name();
     attach_cgroup_hooks(&mut probes, &config)?;
-    let mut xdp_counters = if config.xdp_interfaces.is_empty() {
-        None
+    let (mut xdp_counters, blocklist) = if config.xdp_interfaces.is_empty() {
+        (None, None)
     } else {
-        let counters = probes.attach_xdp(&config.xdp_interfaces, &config.blocklist)?;
+        let (counters, blocklist) = probes.attach_xdp(&config.xdp_interfaces, &config.blocklist)?;
         tracing::info!(interfaces = ?config.xdp_interfaces, entries = config.blocklist.len(), "XDP attached");
-        Some(counters)
+        (
+            Some(counters),
+            Some(Arc::new(std::sync::Mutex::new(blocklist))),
+        )
     };
     let flow_table = if config.tc_interfaces.is_empty() && !config.tc_veths {
         None
@@ -152,6 +155,30 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
                 .with_context(|| format!("binding the metrics endpoint {addr}"))?;
         tracing::info!(%bound, "Serving /metrics");
     }
+
+    let _control = match &config.control_socket {
+        Some(path) => {
+            let state = crate::control::ControlState {
+                blocklist: blocklist.clone(),
+                telemetry: telemetry.clone(),
+            };
+            // Without it the agent still observes and enforces what it was started with.
+            match crate::control::serve(path, state, shutdown_rx.clone()) {
+                Ok(socket) => {
+                    tracing::info!(socket = %path.display(), "Control socket open");
+                    Some(socket)
+                }
+                Err(err) => {
+                    tracing::warn!(
+                        error = format!("{err:#}"),
+                        "No control socket: runtime changes are off"
+                    );
+                    None
+                }
+            }
+        }
+        None => None,
+    };
 
     let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
     let flows = flow_table.map(|table| {
@@ -217,6 +244,9 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
                 if let Some(xdp) = xdp_counters.as_mut() {
                     xdp.report(&telemetry);
                 }
+                if let Some(list) = &blocklist {
+                    list.lock().unwrap_or_else(|e| e.into_inner()).report(&telemetry);
+                }
             }
         }
     }
@@ -231,6 +261,11 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     }
     pipeline_task.await.context("pipeline task")?;
     counters.report(&telemetry);
+    if let Some(list) = &blocklist {
+        list.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .report(&telemetry);
+    }
     tracing::info!("Nightjar agent stopped");
     Ok(())
 }

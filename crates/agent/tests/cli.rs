@@ -37,12 +37,49 @@ fn bad_values_exit_2_with_the_value_named() {
         (vec!["agent", "--groups", "netwrk"], "netwrk"),
         (vec!["agent", "--file-prefix", "etc/"], "etc/"),
         (vec!["agent", "--ringbuf-bytes", "5000"], "power of two"),
+        (
+            vec![
+                "agent",
+                "--xdp-interface",
+                "lo",
+                "--block",
+                "10.9.0.0/16",
+                "--block-audit",
+                "10.9.1.1/16",
+            ],
+            "blocklist entry 10.9.0.0/16 is listed twice (as drop and as audit)",
+        ),
+        (
+            vec![
+                "agent",
+                "--deny-connect",
+                "10.9.0.0/16:443",
+                "--audit-connect",
+                "10.9.3.3/16:443",
+            ],
+            "connect rule 10.9.0.0/16:443 is listed twice (as deny and as audit)",
+        ),
+        (vec!["agent", "--block", "10.300.0.0/8"], "10.300.0.0/8"),
     ] {
         let out = nightjar().args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn blocklist_cli_names_a_missing_agent() {
+    let out = nightjar()
+        .args(["blocklist", "--socket", "/nonexistent/nj.sock", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("/nonexistent/nj.sock") && err.contains("running?"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -803,5 +804,107 @@ fn tcp_lifecycle_is_joined_to_the_connecting_and_accepting_processes() {
         .unwrap_or(0)
             >= 1,
         "{metrics}"
+    );
+}
+
+/// Runs `nightjar blocklist --socket SOCKET ARGS`; returns (success, stdout + stderr).
+fn blocklist_cli(socket: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nightjar"))
+        .arg("blocklist")
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn pings_from_b(pair: &NetPair) -> bool {
+    pair.in_b("ping")
+        .args(["-c", "3", "-i", "0.2", "-W", "1", "-q", "10.213.0.1"])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn blocklist_changes_at_runtime_and_removing_an_entry_restores_traffic() {
+    let _serial = support::serial();
+    let pair = NetPair::new();
+    let socket = std::env::temp_dir().join(format!("nj-ctl-{}.sock", std::process::id()));
+    let port = support::free_port();
+    let (agent, _log) = agent_in_a(
+        &pair,
+        &[
+            "--output",
+            "none",
+            "--groups",
+            "process",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--xdp-interface",
+            &pair.veth_a,
+            "--control-socket",
+            socket.to_str().unwrap(),
+        ],
+    );
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the control socket is root's only");
+    assert!(pings_from_b(&pair), "traffic passes before any entry");
+
+    let (ok, text) = blocklist_cli(&socket, &["add", "10.213.0.2/32"]);
+    assert!(ok, "{text}");
+    assert!(!pings_from_b(&pair), "the added entry drops B's pings");
+    let (ok, text) = blocklist_cli(&socket, &["list", "--json"]);
+    assert!(ok, "{text}");
+    let listed: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(listed[0]["cidr"], "10.213.0.2/32", "{listed}");
+    assert_eq!(listed[0]["mode"], "drop", "{listed}");
+    assert_eq!(listed[0]["packets"], 3, "{listed}");
+
+    // Conflicts and nonsense are refused, naming the entry; nothing changes.
+    let (ok, text) = blocklist_cli(&socket, &["add", "10.213.0.2", "--audit"]);
+    assert!(
+        !ok && text.contains("10.213.0.2/32") && text.contains("already listed"),
+        "{text}"
+    );
+    let (ok, text) = blocklist_cli(&socket, &["add", "banana/8"]);
+    assert!(!ok && text.contains("banana/8"), "{text}");
+
+    let (ok, text) = blocklist_cli(&socket, &["remove", "10.213.0.2/32"]);
+    assert!(ok, "{text}");
+    assert!(pings_from_b(&pair), "removing the entry restores traffic");
+    let (ok, text) = blocklist_cli(&socket, &["list", "--json"]);
+    assert!(ok && text.trim() == "[]", "{text}");
+    let (ok, text) = blocklist_cli(&socket, &["remove", "10.213.0.2/32"]);
+    assert!(!ok && text.contains("not listed"), "{text}");
+
+    std::thread::sleep(Duration::from_millis(1500));
+    let metrics = metrics_in(&pair.a, port);
+    assert_eq!(
+        metric(
+            &metrics,
+            "nightjar_blocklist_packets_total{entry=\"10.213.0.2/32\",mode=\"drop\"} "
+        ),
+        Some(3),
+        "{metrics}"
+    );
+    let mut agent = agent;
+    let mut child = agent.0.take().unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert!(child.wait().unwrap().success());
+    // A stopped agent leaves no socket; the CLI then says what is wrong.
+    assert!(!socket.exists(), "control socket left behind");
+    let (ok, text) = blocklist_cli(&socket, &["list"]);
+    assert!(
+        !ok && text.contains("is `nightjar agent` running?"),
+        "{text}"
     );
 }

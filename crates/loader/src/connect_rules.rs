@@ -15,6 +15,13 @@ pub enum ConnectAction {
 }
 
 impl ConnectAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnectAction::Audit => "audit",
+            ConnectAction::Deny => "deny",
+        }
+    }
+
     pub(crate) fn code(self) -> u32 {
         match self {
             ConnectAction::Audit => NJ_CONNECT_AUDIT,
@@ -76,6 +83,40 @@ impl Cidr {
             IpAddr::V6(v6) => (v6, u32::from(self.prefix_len)),
         };
         (bits, masked(addr, bits))
+    }
+}
+
+impl std::fmt::Display for ConnectRule {
+    /// The destination in canonical form: `10.1.0.0/16:443`, `[fd00::/8]:53`, `10.0.0.0/8`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cidr = Cidr {
+            network: self.network,
+            prefix_len: self.prefix_len,
+        };
+        match (self.port, self.network.is_ipv6()) {
+            (None, _) => write!(f, "{cidr}"),
+            (Some(port), false) => write!(f, "{cidr}:{port}"),
+            (Some(port), true) => write!(f, "[{cidr}]:{port}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    /// The network with host bits cleared: `10.1.2.3/16` shows as `10.1.0.0/16`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (bits, addr) = self.mapped();
+        let network = match self.network {
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::new(
+                addr[12], addr[13], addr[14], addr[15],
+            )),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(addr)),
+        };
+        let len = if self.network.is_ipv4() {
+            bits - 96
+        } else {
+            bits
+        };
+        write!(f, "{network}/{len}")
     }
 }
 
@@ -181,6 +222,19 @@ mod tests {
             let err = ConnectRule::parse(bad, ConnectAction::Deny).unwrap_err();
             assert!(err.to_string().contains(bad), "{err}");
         }
+    }
+
+    #[test]
+    fn cidrs_print_their_network() {
+        assert_eq!(
+            Cidr::parse("10.1.2.3/16").unwrap().to_string(),
+            "10.1.0.0/16"
+        );
+        assert_eq!(Cidr::parse("10.1.2.3").unwrap().to_string(), "10.1.2.3/32");
+        assert_eq!(
+            Cidr::parse("fd00:1::5/32").unwrap().to_string(),
+            "fd00:1::/32"
+        );
     }
 
     #[test]

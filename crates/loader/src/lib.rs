@@ -5,6 +5,7 @@
 //! downstream sees a C layout.
 
 pub mod bench;
+pub mod blocklist;
 pub mod catalog;
 pub mod connect_rules;
 pub mod convert;

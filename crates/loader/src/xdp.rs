@@ -1,12 +1,13 @@
-//! XDP: per-interface counters and the source-address blocklist (drop or audit per entry).
+//! XDP: per-interface counters and the source-address blocklist (drop or audit per entry;
+//! the live set is [`Blocklist`]).
 
 use std::collections::HashMap;
 
 use aya::maps::{LpmTrie, MapData, PerCpuArray, PerCpuHashMap};
 use aya::programs::{Xdp, XdpMode};
-use nightjar_abi::NJ_BLOCKLIST_MAX;
-use nightjar_core::telemetry::{BlockLabel, InterfaceLabel, Telemetry};
+use nightjar_core::telemetry::{InterfaceLabel, Telemetry};
 
+use crate::blocklist::Blocklist;
 use crate::connect_rules::Cidr;
 use crate::probes::{KernelProbes, LoadError};
 
@@ -18,20 +19,17 @@ pub struct BlockEntry {
     pub audit: bool,
 }
 
-/// Reads the XDP counters and feeds their growth into [`Telemetry`].
+/// Reads the per-interface XDP counters and feeds their growth into [`Telemetry`].
 pub struct XdpCounters {
-    per_entry: PerCpuArray<MapData, [u64; 2]>,
     per_interface: PerCpuHashMap<MapData, u32, [u64; 2]>,
     interfaces: HashMap<u32, String>,
-    entries: Vec<(String, &'static str)>,
-    reported: HashMap<(bool, u32), [u64; 2]>,
+    reported: HashMap<u32, [u64; 2]>,
 }
 
 impl std::fmt::Debug for XdpCounters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("XdpCounters")
             .field("interfaces", &self.interfaces)
-            .field("entries", &self.entries)
             .finish_non_exhaustive()
     }
 }
@@ -43,35 +41,12 @@ fn sum(values: impl Iterator<Item = [u64; 2]>) -> [u64; 2] {
 impl XdpCounters {
     /// Adds what grew since the last call to the telemetry counters.
     pub fn report(&mut self, telemetry: &Telemetry) {
-        for (index, (entry, mode)) in self.entries.iter().enumerate() {
-            let index = index as u32;
-            let Ok(values) = self.per_entry.get(&index, 0) else {
-                continue;
-            };
-            let now = sum(values.iter().copied());
-            let before = self.reported.insert((true, index), now).unwrap_or([0, 0]);
-            let label = BlockLabel {
-                entry: entry.clone(),
-                mode,
-            };
-            telemetry
-                .blocklist_packets
-                .get_or_create(&label)
-                .inc_by(now[0] - before[0]);
-            telemetry
-                .blocklist_bytes
-                .get_or_create(&label)
-                .inc_by(now[1] - before[1]);
-        }
         for (ifindex, name) in &self.interfaces {
             let Ok(values) = self.per_interface.get(ifindex, 0) else {
                 continue;
             };
             let now = sum(values.iter().copied());
-            let before = self
-                .reported
-                .insert((false, *ifindex), now)
-                .unwrap_or([0, 0]);
+            let before = self.reported.insert(*ifindex, now).unwrap_or([0, 0]);
             let label = InterfaceLabel {
                 interface: name.clone(),
             };
@@ -90,33 +65,31 @@ impl XdpCounters {
 impl KernelProbes {
     /// Fills the blocklist and attaches the XDP program to each interface (the kernel picks
     /// driver mode where the driver has it, generic otherwise). An interface that already has
-    /// an XDP program is refused, never replaced.
+    /// an XDP program is refused, never replaced. Returns the interface counters and the live
+    /// blocklist, which takes changes while the agent runs.
     pub fn attach_xdp(
         &mut self,
         interfaces: &[String],
         entries: &[BlockEntry],
-    ) -> Result<XdpCounters, LoadError> {
-        if entries.len() > NJ_BLOCKLIST_MAX as usize {
-            return Err(LoadError::Config(format!(
-                "{} blocklist entries; at most {NJ_BLOCKLIST_MAX}",
-                entries.len()
-            )));
-        }
+    ) -> Result<(XdpCounters, Blocklist), LoadError> {
         let ebpf = self.ebpf_mut();
-        let map = ebpf.map_mut("nj_blocklist").ok_or_else(|| LoadError::Map {
-            name: "nj_blocklist",
-            detail: "missing from nightjar.bpf.o".into(),
-        })?;
-        let mut trie: LpmTrie<&mut MapData, [u8; 16], [u32; 2]> =
-            LpmTrie::try_from(map).map_err(|e| map_error("nj_blocklist", e))?;
-        for (index, entry) in entries.iter().enumerate() {
-            let (bits, addr) = entry.cidr.mapped();
-            trie.insert(
-                &aya::maps::lpm_trie::Key::new(bits, addr),
-                [index as u32, u32::from(entry.audit)],
-                0,
-            )
-            .map_err(|e| map_error("nj_blocklist", e))?;
+        let mut take = |name: &'static str| {
+            ebpf.take_map(name).ok_or(LoadError::Map {
+                name,
+                detail: "missing from nightjar.bpf.o".into(),
+            })
+        };
+        let trie =
+            LpmTrie::try_from(take("nj_blocklist")?).map_err(|e| map_error("nj_blocklist", e))?;
+        let per_entry = PerCpuArray::try_from(take("nj_block_stats")?)
+            .map_err(|e| map_error("nj_block_stats", e))?;
+        let per_interface = PerCpuHashMap::try_from(take("nj_xdp_if_stats")?)
+            .map_err(|e| map_error("nj_xdp_if_stats", e))?;
+        let mut blocklist = Blocklist::new(trie, per_entry);
+        for entry in entries {
+            blocklist
+                .add(*entry)
+                .map_err(|e| LoadError::Config(e.to_string()))?;
         }
         let mut names = HashMap::new();
         let prog: &mut Xdp = self.program("nj_xdp")?;
@@ -144,32 +117,14 @@ impl KernelProbes {
             })?;
             names.insert(index, iface.clone());
         }
-        let ebpf = self.ebpf_mut();
-        let mut take = |name: &'static str| {
-            ebpf.take_map(name).ok_or(LoadError::Map {
-                name,
-                detail: "missing from nightjar.bpf.o".into(),
-            })
-        };
-        let per_entry = PerCpuArray::try_from(take("nj_block_stats")?)
-            .map_err(|e| map_error("nj_block_stats", e))?;
-        let per_interface = PerCpuHashMap::try_from(take("nj_xdp_if_stats")?)
-            .map_err(|e| map_error("nj_xdp_if_stats", e))?;
-        Ok(XdpCounters {
-            per_entry,
-            per_interface,
-            interfaces: names,
-            entries: entries
-                .iter()
-                .map(|e| {
-                    (
-                        format!("{}/{}", e.cidr.network, e.cidr.prefix_len),
-                        if e.audit { "audit" } else { "drop" },
-                    )
-                })
-                .collect(),
-            reported: HashMap::new(),
-        })
+        Ok((
+            XdpCounters {
+                per_interface,
+                interfaces: names,
+                reported: HashMap::new(),
+            },
+            blocklist,
+        ))
     }
 }
 

@@ -1,0 +1,62 @@
+//! `nightjar blocklist`: talks to a running agent's control socket.
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use crate::cli::{BlocklistAction, BlocklistArgs};
+use crate::control::{encode_query, request};
+
+/// The agent's error message, or the whole body when it has none.
+fn refusal(status: u16, body: &Value) -> anyhow::Error {
+    let message = body["error"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| body.to_string());
+    anyhow::anyhow!("the agent refused ({status}): {message}")
+}
+
+pub fn run(args: &BlocklistArgs) -> Result<()> {
+    match &args.action {
+        BlocklistAction::List { json } => {
+            let (status, body) = request(&args.socket, "GET", "/v1/blocklist", None)?;
+            if status != 200 {
+                return Err(refusal(status, &body));
+            }
+            if *json {
+                println!("{body}");
+                return Ok(());
+            }
+            println!(
+                "{:<44} {:<6} {:>12} {:>14}",
+                "CIDR", "MODE", "PACKETS", "BYTES"
+            );
+            for entry in body.as_array().into_iter().flatten() {
+                println!(
+                    "{:<44} {:<6} {:>12} {:>14}",
+                    entry["cidr"].as_str().unwrap_or("?"),
+                    entry["mode"].as_str().unwrap_or("?"),
+                    entry["packets"],
+                    entry["bytes"]
+                );
+            }
+        }
+        BlocklistAction::Add { cidr, audit } => {
+            let mode = if *audit { "audit" } else { "drop" };
+            let body = json!({ "cidr": cidr, "mode": mode });
+            let (status, reply) = request(&args.socket, "POST", "/v1/blocklist", Some(&body))?;
+            if status != 201 {
+                return Err(refusal(status, &reply));
+            }
+            println!("added {} ({mode})", reply["cidr"].as_str().unwrap_or(cidr));
+        }
+        BlocklistAction::Remove { cidr } => {
+            let target = format!("/v1/blocklist?cidr={}", encode_query(cidr));
+            let (status, reply) = request(&args.socket, "DELETE", &target, None)?;
+            if status != 200 {
+                return Err(refusal(status, &reply));
+            }
+            println!("removed {}", reply["removed"].as_str().unwrap_or(cidr));
+        }
+    }
+    Ok(())
+}
