@@ -19,6 +19,17 @@ struct {
 	__type(value, struct nj_flow_stats);
 } nj_flows SEC(".maps");
 
+/*
+ * Flows created in nj_flows (per CPU). Userspace knows what it reported and removed and what
+ * is still live; the rest of what was created is what the LRU evicted unreported.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} nj_flows_created SEC(".maps");
+
 /* Reads the L4 ports (or ICMP type/code and id) at @off; returns the TCP flags, if any. */
 static __always_inline __u32 nj_read_l4(struct __sk_buff *skb, __u32 off, __u8 proto,
 					struct nj_flow_key *key)
@@ -87,7 +98,12 @@ static __always_inline int nj_account(struct __sk_buff *skb, __u8 direction)
 	if (!stats) {
 		struct nj_flow_stats fresh = { .first_ns = now };
 		/* NOEXIST: another CPU may have created it meanwhile; then use theirs. */
-		bpf_map_update_elem(&nj_flows, &key, &fresh, BPF_NOEXIST);
+		if (bpf_map_update_elem(&nj_flows, &key, &fresh, BPF_NOEXIST) == 0) {
+			__u32 zero = 0;
+			__u64 *created = bpf_map_lookup_elem(&nj_flows_created, &zero);
+			if (created)
+				*created += 1;
+		}
 		stats = bpf_map_lookup_elem(&nj_flows, &key);
 		if (!stats)
 			return NJ_TC_ACT_UNSPEC;

@@ -90,6 +90,9 @@ pub struct AgentArgs {
     /// Report long flows (cumulative counters) this often, in seconds.
     #[arg(long)]
     pub flow_report_interval: Option<u64>,
+    /// Entries of the kernel flow table (LRU; evictions are counted).
+    #[arg(long)]
+    pub flow_table_size: Option<u32>,
     /// Refuse connect() to CIDR[:PORT] with EPERM and report it (repeatable).
     #[arg(long = "deny-connect")]
     pub deny_connect: Vec<String>,

@@ -61,6 +61,7 @@ struct FileConfig {
     file_prefixes: Option<Vec<String>>,
     file_write_prefixes: Option<Vec<String>>,
     ringbuf_bytes: Option<u32>,
+    flow_table_size: Option<u32>,
     output: Option<String>,
     output_file: Option<PathBuf>,
     metrics_addr: Option<SocketAddr>,
@@ -171,6 +172,9 @@ impl AgentConfig {
         } else {
             probes.file_prefixes = any;
             probes.file_write_prefixes = write;
+        }
+        if let Some(entries) = args.flow_table_size.or(file.flow_table_size) {
+            probes.flow_table_entries = entries;
         }
         if let Some(bytes) = args.ringbuf_bytes.or(file.ringbuf_bytes) {
             probes.ringbuf_bytes = bytes;

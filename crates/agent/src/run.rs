@@ -309,6 +309,13 @@ async fn poll_flows(
         tokio::select! {
             _ = tick.tick() => {
                 let batch = table.poll(nightjar_core::time::boottime_ns());
+                let evicted = table.evicted();
+                let counted = telemetry.flows_evicted.get();
+                telemetry.flows_evicted.inc_by(evicted.saturating_sub(counted));
+                telemetry.flow_table_entries.set(table.live() as i64);
+                let created = table.created();
+                let counted = telemetry.flows_created.get();
+                telemetry.flows_created.inc_by(created.saturating_sub(counted));
                 for (interface, direction, packets, bytes) in table.take_traffic() {
                     let label = nightjar_core::telemetry::InterfaceDirectionLabel { interface, direction };
                     telemetry.interface_packets.get_or_create(&label).inc_by(packets);

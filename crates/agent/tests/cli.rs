@@ -60,6 +60,10 @@ fn bad_values_exit_2_with_the_value_named() {
             "connect rule 10.9.0.0/16:443 is listed twice (as deny and as audit)",
         ),
         (vec!["agent", "--block", "10.300.0.0/8"], "10.300.0.0/8"),
+        (
+            vec!["agent", "--flow-table-size", "10"],
+            "flow table size 10",
+        ),
     ] {
         let out = nightjar().args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);

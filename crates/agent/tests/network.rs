@@ -908,3 +908,68 @@ fn blocklist_changes_at_runtime_and_removing_an_entry_restores_traffic() {
         "{text}"
     );
 }
+
+#[test]
+fn a_full_flow_table_evicts_and_counts_what_it_lost() {
+    let _serial = support::serial();
+    let pair = NetPair::new();
+    let port = support::free_port();
+    let output = std::env::temp_dir().join(format!("nj-evict-{}.json", std::process::id()));
+    let (agent, _log) = agent_in_a(
+        &pair,
+        &[
+            "--output",
+            "json",
+            "--output-file",
+            output.to_str().unwrap(),
+            "--type",
+            "flow",
+            "--groups",
+            "process",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--tc-interface",
+            &pair.veth_a,
+            "--flow-table-size",
+            "64",
+            "--flow-idle-timeout",
+            "1",
+        ],
+    );
+    // 2000 UDP flows out (and as many ICMP port-unreachable replies back) into 64 entries.
+    let sent = pair
+        .in_a(env!("CARGO_BIN_EXE_nj-trigger"))
+        .args(["udp-ports", "10.213.0.2", "20000", "2000"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&sent.stdout).trim(), "2000");
+    // Idle flows are reported after 1 s; wait until the table is empty.
+    std::thread::sleep(Duration::from_millis(3500));
+    let metrics = metrics_in(&pair.a, port);
+    let events = stop(agent, &output);
+    let _ = std::fs::remove_file(&output);
+    let evicted = metric(&metrics, "nightjar_flows_evicted_total ").expect("evicted metric");
+    assert!(evicted > 0, "{metrics}");
+    // Only background flows (IPv6 neighbour discovery) may still be live.
+    let live = metric(&metrics, "nightjar_flow_table_entries ").expect("table metric");
+    assert!(live <= 4, "{metrics}");
+    // Every flow the kernel created was reported, evicted (and counted) or is still live.
+    let created = metric(&metrics, "nightjar_flows_created_total ").expect("created metric");
+    let records = metric(&metrics, "nightjar_events_total{type=\"flow\"} ").unwrap_or(0);
+    assert_eq!(created, records + evicted + live, "{metrics}");
+    // So every UDP flow the test made was reported or counted as evicted. (Replies and
+    // neighbour traffic are flows too, so the total is at least 2000.)
+    let reported = events.iter().filter(|e| e["type"] == "flow").count() as u64;
+    assert!(
+        reported + evicted >= 2000,
+        "reported {reported} + evicted {evicted} < 2000"
+    );
+    let udp_reported = events
+        .iter()
+        .filter(|e| e["type"] == "flow" && e["protocol"] == "udp")
+        .count();
+    assert!(
+        udp_reported < 2000,
+        "a 64-entry table cannot have kept them all"
+    );
+}

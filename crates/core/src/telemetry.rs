@@ -118,6 +118,9 @@ pub struct Telemetry {
     pub container_bytes: Family<ContainerDirectionLabel, Counter>,
     pub flow_attribution: Family<ResultLabel, Counter>,
     pub socket_owner_entries: Gauge,
+    pub flows_evicted: Counter,
+    pub flows_created: Counter,
+    pub flow_table_entries: Gauge,
 }
 
 impl Default for Telemetry {
@@ -153,6 +156,9 @@ impl Telemetry {
             container_bytes: Family::default(),
             flow_attribution: Family::default(),
             socket_owner_entries: Gauge::default(),
+            flows_evicted: Counter::default(),
+            flows_created: Counter::default(),
+            flow_table_entries: Gauge::default(),
         };
         {
             let mut r = t.registry.lock().unwrap_or_else(|e| e.into_inner());
@@ -261,6 +267,21 @@ impl Telemetry {
                 "socket_owner_entries",
                 "Sockets in the 5-tuple -> process table used to attribute flows",
                 t.socket_owner_entries.clone(),
+            );
+            r.register(
+                "flows_evicted",
+                "Flows the full kernel flow table (LRU) evicted before they were reported",
+                t.flows_evicted.clone(),
+            );
+            r.register(
+                "flows_created",
+                "Flows the TC programs created in the kernel flow table",
+                t.flows_created.clone(),
+            );
+            r.register(
+                "flow_table_entries",
+                "Flows in the kernel flow table",
+                t.flow_table_entries.clone(),
             );
             r.register(
                 "sink_write_errors",

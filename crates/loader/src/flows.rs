@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aya::maps::{HashMap as BpfHashMap, MapData};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
 use nightjar_abi::*;
 use nightjar_core::time::BootClock;
 use nightjar_core::{Event, EventBody, FlowEndpoint, FlowRecord};
@@ -49,6 +49,16 @@ impl Default for FlowTimers {
 /// Reads and prunes the kernel flow table.
 pub struct FlowTable {
     map: BpfHashMap<MapData, FlowKey, FlowStats>,
+    /// Flows the kernel created (per CPU).
+    created: PerCpuArray<MapData, u64>,
+    /// Flows this table reported and removed.
+    removed: u64,
+    /// Flows the LRU evicted before they were reported (highest estimate so far).
+    evicted: u64,
+    /// Flows in the kernel table at the last poll.
+    live: usize,
+    /// `created` as read at the last poll.
+    created_seen: u64,
     timers: FlowTimers,
     interfaces: HashMap<u32, Arc<str>>,
     /// Boot-time ns of the last periodic report per flow (bounded by the kernel map's size).
@@ -133,6 +143,7 @@ fn protocol_name(p: u8) -> &'static str {
 impl FlowTable {
     pub(crate) fn new(
         map: BpfHashMap<MapData, FlowKey, FlowStats>,
+        created: PerCpuArray<MapData, u64>,
         interfaces: HashMap<u32, Arc<str>>,
         timers: FlowTimers,
         clock: BootClock,
@@ -140,6 +151,11 @@ impl FlowTable {
     ) -> Self {
         Self {
             map,
+            created,
+            removed: 0,
+            evicted: 0,
+            live: 0,
+            created_seen: 0,
             timers,
             interfaces,
             reported: HashMap::new(),
@@ -248,8 +264,40 @@ impl FlowTable {
         self.collect(now_ns, true)
     }
 
+    /// Flows the kernel evicted unreported so far: created, minus reported and removed, minus
+    /// still live. `created` is read before the table, so a flow born in between counts as
+    /// live but not created: the estimate can only lag, never overcount, and is exact once
+    /// traffic stops.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Flows the kernel created, as of the last poll.
+    pub fn created(&self) -> u64 {
+        self.created_seen
+    }
+
+    /// Flows in the kernel table at the last poll.
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
+    fn created_total(&self) -> u64 {
+        self.created
+            .get(&0, 0)
+            .map(|values| values.iter().sum())
+            .unwrap_or(0)
+    }
+
     fn collect(&mut self, now_ns: u64, all: bool) -> Vec<Event> {
+        let created = self.created_total();
         let entries: Vec<(FlowKey, FlowStats)> = self.map.iter().filter_map(Result::ok).collect();
+        let estimate = created
+            .saturating_sub(self.removed)
+            .saturating_sub(entries.len() as u64);
+        self.evicted = self.evicted.max(estimate);
+        self.created_seen = created;
+        self.live = entries.len();
         let mut events = Vec::new();
         for (FlowKey(key), FlowStats(stats)) in entries {
             let quiet = now_ns.saturating_sub(stats.last_ns);
@@ -276,7 +324,10 @@ impl FlowTable {
             };
             if let Some(reason) = reason {
                 events.push(self.event(&key, &stats, reason, now_ns));
-                let _ = self.map.remove(&FlowKey(key));
+                if self.map.remove(&FlowKey(key)).is_ok() {
+                    self.removed += 1;
+                    self.live -= 1;
+                }
                 self.reported.remove(&id);
                 self.counted.remove(&id);
                 continue;

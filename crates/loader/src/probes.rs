@@ -73,6 +73,8 @@ pub struct ProbeConfig {
     pub ringbuf_bytes: u32,
     /// The agent's own tgid: its syscalls are never reported.
     pub agent_tgid: u32,
+    /// Entries of the TC flow table (an LRU hash; what it evicts is counted).
+    pub flow_table_entries: u32,
 }
 
 impl Default for ProbeConfig {
@@ -89,6 +91,7 @@ impl Default for ProbeConfig {
                 .collect(),
             ringbuf_bytes: 16 * 1024 * 1024,
             agent_tgid: std::process::id(),
+            flow_table_entries: 65_536,
         }
     }
 }
@@ -149,6 +152,7 @@ impl KernelProbes {
             .override_global("nj_agent_tgid", &config.agent_tgid, true)
             .override_global("nj_file_filter_enabled", &filter_enabled, true)
             .map_max_entries("nj_events", config.ringbuf_bytes)
+            .map_max_entries("nj_flows", config.flow_table_entries)
             .load(objects::NIGHTJAR)
             .map_err(LoadError::Object)?;
         let mut probes = Self {
@@ -415,8 +419,14 @@ impl KernelProbes {
             .take_map("nj_flows")
             .ok_or_else(|| missing_map("nj_flows"))?;
         let map = aya::maps::HashMap::try_from(map).map_err(|e| map_error("nj_flows", e))?;
+        let created = self
+            .ebpf
+            .take_map("nj_flows_created")
+            .ok_or_else(|| missing_map("nj_flows_created"))?;
+        let created =
+            PerCpuArray::try_from(created).map_err(|e| map_error("nj_flows_created", e))?;
         Ok(crate::flows::FlowTable::new(
-            map, interfaces, timers, clock, node,
+            map, created, interfaces, timers, clock, node,
         ))
     }
 
@@ -522,6 +532,12 @@ fn validate(config: &ProbeConfig) -> Result<(), LoadError> {
     if !bytes.is_power_of_two() || bytes < 4096 {
         return Err(LoadError::Config(format!(
             "ring buffer size {bytes} must be a power of two of at least 4096 bytes"
+        )));
+    }
+    let flows = config.flow_table_entries;
+    if !(64..=16 * 1024 * 1024).contains(&flows) {
+        return Err(LoadError::Config(format!(
+            "flow table size {flows} must be between 64 and 16777216 entries"
         )));
     }
     if !config.groups.contains(&Group::Process) {

@@ -160,6 +160,28 @@ fn main() -> ExitCode {
                 num(&args, 2) as usize,
                 num(&args, 3) as usize,
             ),
+            // udp-ports IP BASE COUNT: one 1-byte datagram to each of COUNT ports from BASE,
+            // from one socket: COUNT distinct flows.
+            "udp-ports" => {
+                let ip: std::net::IpAddr = arg(&args, 1).parse().expect("IP address");
+                let socket = std::net::UdpSocket::bind((
+                    if ip.is_ipv4() {
+                        std::net::IpAddr::from([0u8; 4])
+                    } else {
+                        std::net::IpAddr::from([0u16; 8])
+                    },
+                    0,
+                ))
+                .expect("bind UDP socket");
+                let base = num(&args, 2) as u16;
+                let mut sent = 0;
+                for i in 0..num(&args, 3) as u16 {
+                    if socket.send_to(b"x", (ip, base + i)).is_ok() {
+                        sent += 1;
+                    }
+                }
+                sent
+            }
             "exit" => std::process::exit(num(&args, 1) as i32),
             "sleep-ms" => {
                 std::thread::sleep(std::time::Duration::from_millis(num(&args, 1) as u64));
