@@ -89,6 +89,17 @@ struct nj_block_entry {
 	__u32 audit;
 };
 
+/*
+ * Key of nj_xdp_sources: the source network of packets XDP saw on one interface, cut to the
+ * configured prefix length (IPv4-mapped for IPv4). 24 bytes.
+ */
+struct nj_source_key {
+	__u32 ifindex;
+	/* Prefix length in the address's own family (24 for an IPv4 /24). */
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
 /* Packet and byte counters (per-CPU values in nj_block_stats and nj_xdp_if_stats). */
 struct nj_counter {
 	__u64 packets;

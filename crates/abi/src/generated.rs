@@ -619,6 +619,23 @@ const _: () = {
 };
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
+pub struct nj_source_key {
+    pub ifindex: __u32,
+    pub prefixlen: __u32,
+    pub addr: [__u8; 16usize],
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nj_source_key"][::core::mem::size_of::<nj_source_key>() - 24usize];
+    ["Alignment of nj_source_key"][::core::mem::align_of::<nj_source_key>() - 4usize];
+    ["Offset of field: nj_source_key::ifindex"]
+        [::core::mem::offset_of!(nj_source_key, ifindex) - 0usize];
+    ["Offset of field: nj_source_key::prefixlen"]
+        [::core::mem::offset_of!(nj_source_key, prefixlen) - 4usize];
+    ["Offset of field: nj_source_key::addr"][::core::mem::offset_of!(nj_source_key, addr) - 8usize];
+};
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
 pub struct nj_counter {
     pub packets: __u64,
     pub bytes: __u64,

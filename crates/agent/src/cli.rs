@@ -26,6 +26,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Show or change a running agent's XDP blocklist.
     Blocklist(BlocklistArgs),
+    /// Show what a running agent's XDP programs count.
+    Xdp(XdpArgs),
     /// The demo's workload (run by `nightjar demo` as a child process).
     #[command(hide = true)]
     DemoWorkload,
@@ -90,6 +92,12 @@ pub struct AgentArgs {
     /// Report long flows (cumulative counters) this often, in seconds.
     #[arg(long)]
     pub flow_report_interval: Option<u64>,
+    /// Count XDP source networks by this IPv4 prefix length (default 24).
+    #[arg(long)]
+    pub xdp_source_prefix4: Option<u32>,
+    /// Count XDP source networks by this IPv6 prefix length (default 64).
+    #[arg(long)]
+    pub xdp_source_prefix6: Option<u32>,
     /// Entries of the kernel flow table (LRU; evictions are counted).
     #[arg(long)]
     pub flow_table_size: Option<u32>,
@@ -129,6 +137,28 @@ pub struct BlocklistArgs {
     pub socket: PathBuf,
     #[command(subcommand)]
     pub action: BlocklistAction,
+}
+
+#[derive(Debug, Args)]
+pub struct XdpArgs {
+    /// The agent's control socket.
+    #[arg(long, default_value = crate::control::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    #[command(subcommand)]
+    pub action: XdpAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum XdpAction {
+    /// The busiest source networks (per interface, by bytes).
+    Sources {
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -62,6 +62,8 @@ struct FileConfig {
     file_write_prefixes: Option<Vec<String>>,
     ringbuf_bytes: Option<u32>,
     flow_table_size: Option<u32>,
+    xdp_source_prefix4: Option<u32>,
+    xdp_source_prefix6: Option<u32>,
     output: Option<String>,
     output_file: Option<PathBuf>,
     metrics_addr: Option<SocketAddr>,
@@ -172,6 +174,12 @@ impl AgentConfig {
         } else {
             probes.file_prefixes = any;
             probes.file_write_prefixes = write;
+        }
+        if let Some(v4) = args.xdp_source_prefix4.or(file.xdp_source_prefix4) {
+            probes.xdp_source_prefixes.0 = v4;
+        }
+        if let Some(v6) = args.xdp_source_prefix6.or(file.xdp_source_prefix6) {
+            probes.xdp_source_prefixes.1 = v6;
         }
         if let Some(entries) = args.flow_table_size.or(file.flow_table_size) {
             probes.flow_table_entries = entries;

@@ -5,6 +5,7 @@
 //! - `GET /v1/blocklist`: entries with their packet and byte counts.
 //! - `POST /v1/blocklist` `{"cidr": "10.0.0.0/8", "mode": "drop" | "audit"}`: add.
 //! - `DELETE /v1/blocklist?cidr=10.0.0.0/8`: remove; traffic from it passes again.
+//! - `GET /v1/xdp/sources?limit=N`: the busiest source networks XDP saw, by bytes.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use axum::{Json, Router};
 use nightjar_core::telemetry::Telemetry;
 use nightjar_loader::blocklist::{Blocklist, BlocklistError};
 use nightjar_loader::connect_rules::Cidr;
-use nightjar_loader::xdp::BlockEntry;
+use nightjar_loader::xdp::{BlockEntry, XdpCounters};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -31,6 +32,8 @@ pub const DEFAULT_SOCKET: &str = "/run/nightjar/control.sock";
 pub struct ControlState {
     /// `None` when no XDP interface is attached: blocklist requests are refused.
     pub blocklist: Option<Arc<Mutex<Blocklist>>>,
+    /// `None` when no XDP interface is attached.
+    pub xdp: Option<Arc<Mutex<XdpCounters>>>,
     pub telemetry: Arc<Telemetry>,
 }
 
@@ -149,9 +152,35 @@ async fn remove(
     }
 }
 
+#[derive(Debug, Deserialize)]
+struct SourcesQuery {
+    limit: Option<usize>,
+}
+
+async fn sources(
+    State(state): State<ControlState>,
+    query: Result<Query<SourcesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Reply {
+    let Ok(Query(query)) = query else {
+        return error(StatusCode::BAD_REQUEST, "expected ?limit=N");
+    };
+    let Some(xdp) = &state.xdp else {
+        return error(
+            StatusCode::CONFLICT,
+            "no XDP interface is attached: start the agent with --xdp-interface",
+        );
+    };
+    let list = xdp
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .sources(query.limit.unwrap_or(50));
+    (StatusCode::OK, Json(json!(list)))
+}
+
 fn router(state: ControlState) -> Router {
     Router::new()
         .route("/v1/blocklist", get(list).post(add).delete(remove))
+        .route("/v1/xdp/sources", get(sources))
         .with_state(state)
 }
 

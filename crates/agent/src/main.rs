@@ -1,9 +1,9 @@
 //! The `nightjar` binary: a thin shell over the crates that do the work.
 
-mod blocklist_cli;
 mod cli;
 mod config;
 mod control;
+mod control_cli;
 mod demo;
 mod doctor;
 mod run;
@@ -26,7 +26,8 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Doctor => ExitCode::from(doctor::run() as u8),
-        Command::Blocklist(args) => report(blocklist_cli::run(&args)),
+        Command::Blocklist(args) => report(control_cli::run(&args)),
+        Command::Xdp(args) => report(control_cli::run_xdp(&args)),
         Command::DemoWorkload => report(workload::run()),
         Command::Agent(args) => {
             // Configuration problems are usage errors: status 2, like an unknown flag.

@@ -101,13 +101,13 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     let clock = BootClock::now();
     let node = node_name();
     attach_cgroup_hooks(&mut probes, &config)?;
-    let (mut xdp_counters, blocklist) = if config.xdp_interfaces.is_empty() {
+    let (xdp_counters, blocklist) = if config.xdp_interfaces.is_empty() {
         (None, None)
     } else {
         let (counters, blocklist) = probes.attach_xdp(&config.xdp_interfaces, &config.blocklist)?;
         tracing::info!(interfaces = ?config.xdp_interfaces, entries = config.blocklist.len(), "XDP attached");
         (
-            Some(counters),
+            Some(Arc::new(std::sync::Mutex::new(counters))),
             Some(Arc::new(std::sync::Mutex::new(blocklist))),
         )
     };
@@ -160,6 +160,7 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
         Some(path) => {
             let state = crate::control::ControlState {
                 blocklist: blocklist.clone(),
+                xdp: xdp_counters.clone(),
                 telemetry: telemetry.clone(),
             };
             // Without it the agent still observes and enforces what it was started with.
@@ -241,8 +242,8 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
                 // TC programs load with the first veth that appears.
                 telemetry.programs_attached.set(probes.programs_loaded() as i64);
                 counters.report(&telemetry);
-                if let Some(xdp) = xdp_counters.as_mut() {
-                    xdp.report(&telemetry);
+                if let Some(xdp) = &xdp_counters {
+                    xdp.lock().unwrap_or_else(|e| e.into_inner()).report(&telemetry);
                 }
                 if let Some(list) = &blocklist {
                     list.lock().unwrap_or_else(|e| e.into_inner()).report(&telemetry);

@@ -885,6 +885,33 @@ fn blocklist_changes_at_runtime_and_removing_an_entry_restores_traffic() {
     let (ok, text) = blocklist_cli(&socket, &["remove", "10.213.0.2/32"]);
     assert!(!ok && text.contains("not listed"), "{text}");
 
+    // XDP counted B's network: 9 echo requests (3 passed, 3 dropped, 3 passed), 98-byte
+    // frames. (B's IPv6 neighbour discovery shows up under its own /64.)
+    let out = Command::new(env!("CARGO_BIN_EXE_nightjar"))
+        .args([
+            "xdp",
+            "--socket",
+            socket.to_str().unwrap(),
+            "sources",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let sources: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let b = sources
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == "10.213.0.0/24")
+        .unwrap_or_else(|| panic!("no 10.213.0.0/24 in {sources}"));
+    assert_eq!(b["interface"], pair.veth_a.as_str(), "{b}");
+    assert_eq!(
+        (&b["packets"], &b["bytes"]),
+        (&9.into(), &(9 * 98).into()),
+        "{b}"
+    );
+
     std::thread::sleep(Duration::from_millis(1500));
     let metrics = metrics_in(&pair.a, port);
     assert_eq!(

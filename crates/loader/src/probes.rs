@@ -75,6 +75,8 @@ pub struct ProbeConfig {
     pub agent_tgid: u32,
     /// Entries of the TC flow table (an LRU hash; what it evicts is counted).
     pub flow_table_entries: u32,
+    /// Prefix lengths XDP counts source networks by (IPv4, IPv6).
+    pub xdp_source_prefixes: (u32, u32),
 }
 
 impl Default for ProbeConfig {
@@ -92,6 +94,7 @@ impl Default for ProbeConfig {
             ringbuf_bytes: 16 * 1024 * 1024,
             agent_tgid: std::process::id(),
             flow_table_entries: 65_536,
+            xdp_source_prefixes: (24, 64),
         }
     }
 }
@@ -151,6 +154,8 @@ impl KernelProbes {
             .btf(Some(&btf))
             .override_global("nj_agent_tgid", &config.agent_tgid, true)
             .override_global("nj_file_filter_enabled", &filter_enabled, true)
+            .override_global("nj_xdp_source_prefix4", &config.xdp_source_prefixes.0, true)
+            .override_global("nj_xdp_source_prefix6", &config.xdp_source_prefixes.1, true)
             .map_max_entries("nj_events", config.ringbuf_bytes)
             .map_max_entries("nj_flows", config.flow_table_entries)
             .load(objects::NIGHTJAR)
@@ -532,6 +537,12 @@ fn validate(config: &ProbeConfig) -> Result<(), LoadError> {
     if !bytes.is_power_of_two() || bytes < 4096 {
         return Err(LoadError::Config(format!(
             "ring buffer size {bytes} must be a power of two of at least 4096 bytes"
+        )));
+    }
+    let (v4, v6) = config.xdp_source_prefixes;
+    if v4 > 32 || v6 > 128 {
+        return Err(LoadError::Config(format!(
+            "XDP source prefix lengths {v4} (IPv4, 0-32) and {v6} (IPv6, 0-128) out of range"
         )));
     }
     let flows = config.flow_table_entries;

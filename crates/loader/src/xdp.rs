@@ -5,7 +5,11 @@ use std::collections::HashMap;
 
 use aya::maps::{LpmTrie, MapData, PerCpuArray, PerCpuHashMap};
 use aya::programs::{Xdp, XdpMode};
+use nightjar_abi::nj_source_key;
 use nightjar_core::telemetry::{InterfaceLabel, Telemetry};
+
+// The source key is read as raw bytes: ifindex, prefix length, 16 address bytes.
+const _: () = assert!(core::mem::size_of::<nj_source_key>() == 24);
 
 use crate::blocklist::Blocklist;
 use crate::connect_rules::Cidr;
@@ -19,9 +23,21 @@ pub struct BlockEntry {
     pub audit: bool,
 }
 
-/// Reads the per-interface XDP counters and feeds their growth into [`Telemetry`].
+/// Packets and bytes XDP saw from one source network on one interface.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SourceCount {
+    pub interface: String,
+    /// The source network, cut to the configured prefix length (`10.1.2.0/24`).
+    pub source: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Reads the per-interface XDP counters and feeds their growth into [`Telemetry`]; lists the
+/// per-source-network counters on request.
 pub struct XdpCounters {
     per_interface: PerCpuHashMap<MapData, u32, [u64; 2]>,
+    per_source: PerCpuHashMap<MapData, [u8; 24], [u64; 2]>,
     interfaces: HashMap<u32, String>,
     reported: HashMap<u32, [u64; 2]>,
 }
@@ -39,6 +55,41 @@ fn sum(values: impl Iterator<Item = [u64; 2]>) -> [u64; 2] {
 }
 
 impl XdpCounters {
+    /// The busiest source networks by bytes, at most `limit`. Not in Prometheus: the set of
+    /// sources is unbounded, a label per source would be too.
+    pub fn sources(&self, limit: usize) -> Vec<SourceCount> {
+        let mut out: Vec<SourceCount> = self
+            .per_source
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(key, values)| {
+                let [packets, bytes] = sum(values.iter().copied());
+                let ifindex = u32::from_ne_bytes([key[0], key[1], key[2], key[3]]);
+                let prefix = u32::from_ne_bytes([key[4], key[5], key[6], key[7]]);
+                let mut addr = [0u8; 16];
+                addr.copy_from_slice(&key[8..24]);
+                let v6 = std::net::Ipv6Addr::from(addr);
+                let network = match v6.to_ipv4_mapped() {
+                    Some(v4) => std::net::IpAddr::V4(v4),
+                    None => std::net::IpAddr::V6(v6),
+                };
+                SourceCount {
+                    interface: self
+                        .interfaces
+                        .get(&ifindex)
+                        .cloned()
+                        .unwrap_or_else(|| format!("if{ifindex}")),
+                    source: format!("{network}/{prefix}"),
+                    packets,
+                    bytes,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.source.cmp(&b.source)));
+        out.truncate(limit);
+        out
+    }
+
     /// Adds what grew since the last call to the telemetry counters.
     pub fn report(&mut self, telemetry: &Telemetry) {
         for (ifindex, name) in &self.interfaces {
@@ -85,6 +136,8 @@ impl KernelProbes {
             .map_err(|e| map_error("nj_block_stats", e))?;
         let per_interface = PerCpuHashMap::try_from(take("nj_xdp_if_stats")?)
             .map_err(|e| map_error("nj_xdp_if_stats", e))?;
+        let per_source = PerCpuHashMap::try_from(take("nj_xdp_sources")?)
+            .map_err(|e| map_error("nj_xdp_sources", e))?;
         let mut blocklist = Blocklist::new(trie, per_entry);
         for entry in entries {
             blocklist
@@ -120,6 +173,7 @@ impl KernelProbes {
         Ok((
             XdpCounters {
                 per_interface,
+                per_source,
                 interfaces: names,
                 reported: HashMap::new(),
             },

@@ -1,9 +1,9 @@
-//! `nightjar blocklist`: talks to a running agent's control socket.
+//! `nightjar blocklist` and `nightjar xdp`: talk to a running agent's control socket.
 
 use anyhow::Result;
 use serde_json::{json, Value};
 
-use crate::cli::{BlocklistAction, BlocklistArgs};
+use crate::cli::{BlocklistAction, BlocklistArgs, XdpAction, XdpArgs};
 use crate::control::{encode_query, request};
 
 /// The agent's error message, or the whole body when it has none.
@@ -56,6 +56,36 @@ pub fn run(args: &BlocklistArgs) -> Result<()> {
                 return Err(refusal(status, &reply));
             }
             println!("removed {}", reply["removed"].as_str().unwrap_or(cidr));
+        }
+    }
+    Ok(())
+}
+
+pub fn run_xdp(args: &XdpArgs) -> Result<()> {
+    match &args.action {
+        XdpAction::Sources { limit, json } => {
+            let target = format!("/v1/xdp/sources?limit={limit}");
+            let (status, body) = request(&args.socket, "GET", &target, None)?;
+            if status != 200 {
+                return Err(refusal(status, &body));
+            }
+            if *json {
+                println!("{body}");
+                return Ok(());
+            }
+            println!(
+                "{:<16} {:<44} {:>12} {:>14}",
+                "INTERFACE", "SOURCE", "PACKETS", "BYTES"
+            );
+            for s in body.as_array().into_iter().flatten() {
+                println!(
+                    "{:<16} {:<44} {:>12} {:>14}",
+                    s["interface"].as_str().unwrap_or("?"),
+                    s["source"].as_str().unwrap_or("?"),
+                    s["packets"],
+                    s["bytes"]
+                );
+            }
         }
     }
     Ok(())
