@@ -21,17 +21,46 @@ struct {
 	__type(value, struct nj_connect_rule);
 } nj_connect_rules SEC(".maps");
 
-/* Longest match for (port, addr), then for (any port, addr). */
-static __always_inline struct nj_connect_rule *nj_match(__u16 port, const __u8 *addr)
-{
-	struct nj_connect_rule_key key = { .prefixlen = 16 + 128, .port = port };
+/* cgroups that scope at least one rule: the ancestors worth a trie lookup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u32);
+} nj_connect_scopes SEC(".maps");
 
+/* Longest match for (scope, port, addr), then for (scope, any port, addr). */
+static __always_inline struct nj_connect_rule *nj_match_in(__u64 scope, __u16 port,
+							  const __u8 *addr)
+{
+	struct nj_connect_rule_key key = { .prefixlen = 64 + 16 + 128, .port = port };
+
+	__builtin_memcpy(key.scope, &scope, 8);
 	__builtin_memcpy(key.addr, addr, 16);
 	struct nj_connect_rule *rule = bpf_map_lookup_elem(&nj_connect_rules, &key);
 	if (rule)
 		return rule;
 	key.port = 0;
 	return bpf_map_lookup_elem(&nj_connect_rules, &key);
+}
+
+/*
+ * Rules scoped to the caller's cgroup or its nearest ancestor with rules win, then rules
+ * that apply everywhere. A scope covers its whole subtree: a rule on a pod's cgroup binds
+ * every container in it.
+ */
+static __always_inline struct nj_connect_rule *nj_match(__u16 port, const __u8 *addr)
+{
+	#pragma unroll
+	for (int level = NJ_CONNECT_SCOPE_DEPTH; level > 0; level--) {
+		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
+		if (!id || !bpf_map_lookup_elem(&nj_connect_scopes, &id))
+			continue;
+		struct nj_connect_rule *rule = nj_match_in(id, port, addr);
+		if (rule)
+			return rule;
+	}
+	return nj_match_in(0, port, addr);
 }
 
 /* Returns the verdict for the hook: 1 lets the connect go on, 0 refuses it with EPERM. */

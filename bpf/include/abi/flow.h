@@ -52,17 +52,22 @@ struct nj_flow_stats {
 #define NJ_CONNECT_DENY 2
 
 /*
- * Key of nj_connect_rules, an LPM trie: the destination port (network order; 0 = any port)
- * is always matched in full, then the address by prefix. IPv4 addresses are stored
- * IPv4-mapped (::ffff:a.b.c.d) so one trie serves both families. prefixlen counts the 16
- * port bits plus the address bits. 24 bytes.
+ * Key of nj_connect_rules, an LPM trie: the scope (a cgroup id, native byte order; 0 for
+ * rules that apply everywhere) and the destination port (network order; 0 = any port) are
+ * always matched in full, then the address by prefix. IPv4 addresses are stored IPv4-mapped
+ * (::ffff:a.b.c.d) so one trie serves both families. prefixlen counts the 64 scope bits, the
+ * 16 port bits and the address bits. 32 bytes.
  */
 struct nj_connect_rule_key {
 	__u32 prefixlen;
+	__u8 scope[8];
 	__u16 port;
 	__u8 addr[16];
 	__u16 _pad0;
 };
+
+/* Deepest cgroup levels searched for a scoped connect rule (a pod's container is ~5 deep). */
+#define NJ_CONNECT_SCOPE_DEPTH 12
 
 /* Value of nj_connect_rules. */
 struct nj_connect_rule {

@@ -26,6 +26,7 @@ pub const NJ_TCP_ACK: u32 = 16;
 pub const NJ_TCP_URG: u32 = 32;
 pub const NJ_CONNECT_AUDIT: u32 = 1;
 pub const NJ_CONNECT_DENY: u32 = 2;
+pub const NJ_CONNECT_SCOPE_DEPTH: u32 = 12;
 pub const NJ_BLOCKLIST_MAX: u32 = 1024;
 pub const NJ_TCP_ACTIVE: u32 = 1;
 pub const NJ_TCP_PASSIVE: u32 = 2;
@@ -556,22 +557,25 @@ const _: () = {
 #[derive(Debug, Default, Copy, Clone)]
 pub struct nj_connect_rule_key {
     pub prefixlen: __u32,
+    pub scope: [__u8; 8usize],
     pub port: __u16,
     pub addr: [__u8; 16usize],
     pub _pad0: __u16,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of nj_connect_rule_key"][::core::mem::size_of::<nj_connect_rule_key>() - 24usize];
+    ["Size of nj_connect_rule_key"][::core::mem::size_of::<nj_connect_rule_key>() - 32usize];
     ["Alignment of nj_connect_rule_key"][::core::mem::align_of::<nj_connect_rule_key>() - 4usize];
     ["Offset of field: nj_connect_rule_key::prefixlen"]
         [::core::mem::offset_of!(nj_connect_rule_key, prefixlen) - 0usize];
+    ["Offset of field: nj_connect_rule_key::scope"]
+        [::core::mem::offset_of!(nj_connect_rule_key, scope) - 4usize];
     ["Offset of field: nj_connect_rule_key::port"]
-        [::core::mem::offset_of!(nj_connect_rule_key, port) - 4usize];
+        [::core::mem::offset_of!(nj_connect_rule_key, port) - 12usize];
     ["Offset of field: nj_connect_rule_key::addr"]
-        [::core::mem::offset_of!(nj_connect_rule_key, addr) - 6usize];
+        [::core::mem::offset_of!(nj_connect_rule_key, addr) - 14usize];
     ["Offset of field: nj_connect_rule_key::_pad0"]
-        [::core::mem::offset_of!(nj_connect_rule_key, _pad0) - 22usize];
+        [::core::mem::offset_of!(nj_connect_rule_key, _pad0) - 30usize];
 };
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]

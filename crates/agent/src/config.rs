@@ -100,6 +100,8 @@ struct ConnectRuleConfig {
     /// CIDR[:PORT], as on the command line.
     destination: String,
     action: RuleAction,
+    /// Only for processes in this cgroup v2 subtree (path under the cgroup2 mount).
+    cgroup: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -220,7 +222,11 @@ impl AgentConfig {
                 RuleAction::Audit => ConnectAction::Audit,
                 RuleAction::Deny => ConnectAction::Deny,
             };
-            connect_rules.push(ConnectRule::parse(&rule.destination, action)?);
+            let entry = match &rule.cgroup {
+                Some(cgroup) => format!("{}@{cgroup}", rule.destination),
+                None => rule.destination.clone(),
+            };
+            connect_rules.push(ConnectRule::parse(&entry, action)?);
         }
         for entry in &args.deny_connect {
             connect_rules.push(ConnectRule::parse(entry, ConnectAction::Deny)?);

@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -313,9 +313,23 @@ fn connect_rules_deny_with_eperm_and_audit_without_refusing() {
     let _serial = support::serial();
     let pair = NetPair::new();
     // Only the test's own namespace addresses are named: nothing else is ever refused.
+    // Port 7779 is denied only inside one cgroup subtree.
+    let scoped = support::TestCgroup::new("connect-scope");
+    let child_path = scoped.path.join("child");
+    std::fs::create_dir(&child_path).unwrap();
+    let child = support::TestCgroup {
+        id: std::fs::metadata(&child_path).unwrap().ino(),
+        path: child_path,
+    };
+    let scope = format!(
+        "10.213.0.2:7779@/{}",
+        scoped.path.file_name().unwrap().to_str().unwrap()
+    );
     let agent = support::Agent::start(&[
         "--deny-connect",
         "10.213.0.2/32:7777",
+        "--deny-connect",
+        &scope,
         "--audit-connect",
         "10.213.0.2:7778",
     ]);
@@ -340,8 +354,18 @@ fn connect_rules_deny_with_eperm_and_audit_without_refusing() {
     assert_eq!(connect("7777"), -1, "a denied connect gets EPERM");
     assert_eq!(connect("7778"), 0, "an audited connect goes through");
     server.wait().unwrap();
-    // A port with no rule is untouched (refused by B's stack, not by us).
+    // Outside the scope the port is untouched (refused by B's stack, not by us); inside it,
+    // and in a cgroup below it, the connect gets EPERM.
     assert_eq!(connect("7779"), -111);
+    for cgroup in [&scoped, &child] {
+        let inside = trigger_in(&pair.a, cgroup, &["connect", "10.213.0.2:7779"]);
+        assert_eq!(
+            finish(inside),
+            -1,
+            "scoped deny in {}",
+            cgroup.path.display()
+        );
+    }
     std::thread::sleep(Duration::from_millis(300));
     let events = agent.stop();
 
@@ -365,8 +389,20 @@ fn connect_rules_deny_with_eperm_and_audit_without_refusing() {
         .find(|e| e["remote"]["port"] == 7778)
         .expect("audited connect reported");
     assert_eq!(audited["verdict"], "audited");
-    assert_eq!(audited["rule"], 1);
-    assert!(policy.iter().all(|e| e["remote"]["port"] != 7779));
+    assert_eq!(audited["rule"], 2);
+    // The scoped rule fired twice, both times inside its subtree.
+    let scoped_hits: Vec<_> = policy
+        .iter()
+        .filter(|e| e["remote"]["port"] == 7779)
+        .collect();
+    assert_eq!(scoped_hits.len(), 2, "{scoped_hits:?}");
+    for hit in scoped_hits {
+        assert_eq!(hit["rule"], 1);
+        assert!(
+            hit["cgroup_id"] == scoped.id || hit["cgroup_id"] == child.id,
+            "{hit}"
+        );
+    }
     // The syscall tracepoint saw the same refusal from the caller's side.
     assert!(events.iter().any(|e| e["type"] == "sock_connect"
         && e["remote"]["port"] == 7777

@@ -30,7 +30,7 @@ impl ConnectAction {
     }
 }
 
-/// A destination network and optional port.
+/// A destination network and optional port, for every process or for one cgroup subtree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectRule {
     pub network: IpAddr,
@@ -38,6 +38,9 @@ pub struct ConnectRule {
     /// `None` matches every port.
     pub port: Option<u16>,
     pub action: ConnectAction,
+    /// A cgroup v2 path (relative to the cgroup2 mount, e.g. `/kubepods.slice/...`): the rule
+    /// binds only processes in that cgroup and below. `None`: everywhere.
+    pub scope: Option<String>,
 }
 
 /// An IPv4 or IPv6 network, as the kernel tries keep it: IPv4 as IPv4-mapped IPv6.
@@ -94,9 +97,13 @@ impl std::fmt::Display for ConnectRule {
             prefix_len: self.prefix_len,
         };
         match (self.port, self.network.is_ipv6()) {
-            (None, _) => write!(f, "{cidr}"),
-            (Some(port), false) => write!(f, "{cidr}:{port}"),
-            (Some(port), true) => write!(f, "[{cidr}]:{port}"),
+            (None, _) => write!(f, "{cidr}")?,
+            (Some(port), false) => write!(f, "{cidr}:{port}")?,
+            (Some(port), true) => write!(f, "[{cidr}]:{port}")?,
+        }
+        match &self.scope {
+            Some(scope) => write!(f, "@{scope}"),
+            None => Ok(()),
         }
     }
 }
@@ -129,9 +136,28 @@ pub struct RuleError {
 }
 
 impl ConnectRule {
-    /// Parses `CIDR` or `CIDR:PORT` (IPv6 in brackets: `[fd00::/8]:443`). A bare address is a
-    /// /32 or /128.
+    /// Parses `CIDR` or `CIDR:PORT` (IPv6 in brackets: `[fd00::/8]:443`), optionally followed
+    /// by `@CGROUP` (a cgroup v2 path) to scope it. A bare address is a /32 or /128.
     pub fn parse(entry: &str, action: ConnectAction) -> Result<Self, RuleError> {
+        let fail = |reason: &str| RuleError {
+            entry: entry.to_string(),
+            reason: reason.to_string(),
+        };
+        let (destination, scope) = match entry.split_once('@') {
+            Some((_, scope)) if !scope.starts_with('/') => {
+                return Err(fail(
+                    "the cgroup after '@' must be a path starting with '/'",
+                ))
+            }
+            Some((d, scope)) => (d, Some(scope.trim_end_matches('/').to_string())),
+            None => (entry, None),
+        };
+        let mut rule = Self::parse_destination(destination, action).map_err(|e| fail(&e.reason))?;
+        rule.scope = scope.map(|s| if s.is_empty() { "/".to_string() } else { s });
+        Ok(rule)
+    }
+
+    fn parse_destination(entry: &str, action: ConnectAction) -> Result<Self, RuleError> {
         let fail = |reason: &str| RuleError {
             entry: entry.to_string(),
             reason: reason.to_string(),
@@ -169,17 +195,23 @@ impl ConnectRule {
             prefix_len,
             port,
             action,
+            scope: None,
         })
     }
 
-    /// The LPM key: port (network order, 0 for any), then the IPv4-mapped or IPv6 address.
-    pub(crate) fn key(&self) -> (u32, u16, [u8; 16]) {
+    /// The LPM key for a scope's cgroup id (0: everywhere): bit length and data (scope,
+    /// port in network order with 0 for any, IPv4-mapped or IPv6 address, padding).
+    pub(crate) fn key(&self, scope_id: u64) -> (u32, [u8; 28]) {
         let (bits, addr) = Cidr {
             network: self.network,
             prefix_len: self.prefix_len,
         }
         .mapped();
-        (16 + bits, self.port.map_or(0, u16::to_be), addr)
+        let mut data = [0u8; 28];
+        data[..8].copy_from_slice(&scope_id.to_ne_bytes());
+        data[8..10].copy_from_slice(&self.port.map_or(0, u16::to_be).to_ne_bytes());
+        data[10..26].copy_from_slice(&addr);
+        (64 + 16 + bits, data)
     }
 }
 
@@ -240,9 +272,23 @@ mod tests {
     #[test]
     fn keys_are_masked_and_mapped() {
         let r = ConnectRule::parse("10.1.2.3/16:80", ConnectAction::Deny).unwrap();
-        let (bits, port, addr) = r.key();
-        assert_eq!(bits, 16 + 96 + 16);
-        assert_eq!(port, 80u16.to_be());
-        assert_eq!(&addr[10..], &[0xff, 0xff, 10, 1, 0, 0]);
+        let (bits, data) = r.key(7);
+        assert_eq!(bits, 64 + 16 + 96 + 16);
+        assert_eq!(&data[..8], &7u64.to_ne_bytes());
+        assert_eq!(&data[8..10], &80u16.to_be().to_ne_bytes());
+        assert_eq!(&data[20..26], &[0xff, 0xff, 10, 1, 0, 0]);
+    }
+
+    #[test]
+    fn scopes_follow_an_at_sign() {
+        let r = ConnectRule::parse("10.1.0.0/16:443@/kubepods.slice/pod1/", ConnectAction::Deny)
+            .unwrap();
+        assert_eq!(r.scope.as_deref(), Some("/kubepods.slice/pod1"));
+        assert_eq!(r.port, Some(443));
+        assert_eq!(r.to_string(), "10.1.0.0/16:443@/kubepods.slice/pod1");
+        let r = ConnectRule::parse("[fd00::/8]:53@/x", ConnectAction::Audit).unwrap();
+        assert_eq!((r.port, r.scope.as_deref()), (Some(53), Some("/x")));
+        let err = ConnectRule::parse("10.0.0.0/8@kubepods", ConnectAction::Deny).unwrap_err();
+        assert!(err.to_string().contains("10.0.0.0/8@kubepods"), "{err}");
     }
 }

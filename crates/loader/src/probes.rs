@@ -343,7 +343,7 @@ impl KernelProbes {
         rules: &[crate::connect_rules::ConnectRule],
         cgroup_root: &std::path::Path,
     ) -> Result<(), LoadError> {
-        self.load_connect_rules(rules)?;
+        self.load_connect_rules(rules, cgroup_root)?;
         let cgroup = std::fs::File::open(cgroup_root).map_err(|e| {
             LoadError::Config(format!(
                 "opening cgroup root {}: {e}",
@@ -367,27 +367,53 @@ impl KernelProbes {
         Ok(())
     }
 
+    /// Loads the rules; a scoped rule's cgroup path (under `cgroup_root`) becomes its id.
     fn load_connect_rules(
         &mut self,
         rules: &[crate::connect_rules::ConnectRule],
+        cgroup_root: &std::path::Path,
     ) -> Result<(), LoadError> {
+        use std::os::unix::fs::MetadataExt;
+        let mut scoped = Vec::new();
+        let mut keys = Vec::new();
+        for (id, rule) in rules.iter().enumerate() {
+            let scope_id = match &rule.scope {
+                None => 0,
+                Some(path) => {
+                    let dir = cgroup_root.join(path.trim_start_matches('/'));
+                    let id = std::fs::metadata(&dir).map(|m| m.ino()).map_err(|e| {
+                        LoadError::Config(format!(
+                            "connect rule {rule}: cgroup {}: {e}",
+                            dir.display()
+                        ))
+                    })?;
+                    scoped.push(id);
+                    id
+                }
+            };
+            let (bits, data) = rule.key(scope_id);
+            keys.push((bits, data, [rule.action.code(), id as u32]));
+        }
         let map = self
             .ebpf
             .map_mut("nj_connect_rules")
             .ok_or_else(|| missing_map("nj_connect_rules"))?;
-        let mut trie: LpmTrie<&mut MapData, [u8; 20], [u32; 2]> =
+        let mut trie: LpmTrie<&mut MapData, [u8; 28], [u32; 2]> =
             LpmTrie::try_from(map).map_err(|e| map_error("nj_connect_rules", e))?;
-        for (id, rule) in rules.iter().enumerate() {
-            let (bits, port, addr) = rule.key();
-            let mut data = [0u8; 20];
-            data[..2].copy_from_slice(&port.to_ne_bytes());
-            data[2..18].copy_from_slice(&addr);
-            trie.insert(
-                &aya::maps::lpm_trie::Key::new(bits, data),
-                [rule.action.code(), id as u32],
-                0,
-            )
-            .map_err(|e| map_error("nj_connect_rules", e))?;
+        for (bits, data, value) in keys {
+            trie.insert(&aya::maps::lpm_trie::Key::new(bits, data), value, 0)
+                .map_err(|e| map_error("nj_connect_rules", e))?;
+        }
+        let map = self
+            .ebpf
+            .map_mut("nj_connect_scopes")
+            .ok_or_else(|| missing_map("nj_connect_scopes"))?;
+        let mut scopes: BpfHashMap<&mut MapData, u64, u32> =
+            BpfHashMap::try_from(map).map_err(|e| map_error("nj_connect_scopes", e))?;
+        for id in scoped {
+            scopes
+                .insert(id, 1, 0)
+                .map_err(|e| map_error("nj_connect_scopes", e))?;
         }
         Ok(())
     }
@@ -511,8 +537,8 @@ fn top_dir_key(prefix: &str) -> Result<TopDirKey, LoadError> {
 
 const _: () = assert!(core::mem::size_of::<nj_topdir_key>() == NJ_TOPDIR_MAX as usize);
 
-// Aya's Key<[u8; 20]> (u32 bit length, then port and address) must match the C key.
-const _: () = assert!(core::mem::size_of::<nightjar_abi::nj_connect_rule_key>() == 4 + 20);
+// Aya's Key<[u8; 28]> (u32 bit length, then scope, port, address, padding) must match the C key.
+const _: () = assert!(core::mem::size_of::<nightjar_abi::nj_connect_rule_key>() == 4 + 28);
 
 // The C key layout and Aya's Key<[u8; N]> must agree: a u32 bit length, then the bytes.
 const _: () = assert!(core::mem::size_of::<nj_prefix_key>() == 4 + NJ_PREFIX_MAX as usize);
