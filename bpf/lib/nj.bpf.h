@@ -52,7 +52,6 @@ union nj_any_event {
 	struct nj_fork_event fork;
 	struct nj_exit_event exit;
 	struct nj_cgroup_event cgroup;
-	struct nj_connect_policy_event connect_policy;
 };
 
 struct {

@@ -72,22 +72,22 @@ static __always_inline int nj_check(__u16 family, __u16 port_be, const __u8 *add
 		return 1;
 	__u32 action = rule->action;
 
-	union nj_any_event *any = nj_scratch();
-	if (any) {
-		struct nj_connect_policy_event *ev = &any->connect_policy;
-		__builtin_memset(ev, 0, sizeof(*ev));
-		nj_fill_header(&ev->hdr, NJ_KIND_CONNECT_POLICY, sizeof(*ev));
-		ev->action = action;
-		ev->rule_id = rule->rule_id;
-		ev->remote.family = family;
-		ev->remote.port = __builtin_bswap16(port_be);
-		ev->remote.scope_id = scope_id;
-		if (family == NJ_AF_INET)
-			__builtin_memcpy(ev->remote.addr, &addr[12], 4);
-		else
-			__builtin_memcpy(ev->remote.addr, addr, 16);
-		nj_submit(ev, sizeof(*ev), NJ_KIND_CONNECT_POLICY);
-	}
+	/*
+	 * On the stack, not in the per-CPU scratch buffer: cgroup programs run with only
+	 * migration disabled, so a preempting task's program on this CPU could overwrite it.
+	 */
+	struct nj_connect_policy_event ev = {};
+	nj_fill_header(&ev.hdr, NJ_KIND_CONNECT_POLICY, sizeof(ev));
+	ev.action = action;
+	ev.rule_id = rule->rule_id;
+	ev.remote.family = family;
+	ev.remote.port = __builtin_bswap16(port_be);
+	ev.remote.scope_id = scope_id;
+	if (family == NJ_AF_INET)
+		__builtin_memcpy(ev.remote.addr, &addr[12], 4);
+	else
+		__builtin_memcpy(ev.remote.addr, addr, 16);
+	nj_submit(&ev, sizeof(ev), NJ_KIND_CONNECT_POLICY);
 	return action == NJ_CONNECT_DENY ? 0 : 1;
 }
 

@@ -122,6 +122,10 @@ pub struct AgentArgs {
     /// Stop after this many seconds.
     #[arg(long)]
     pub duration: Option<u64>,
+    /// Kubernetes objects in YAML (as `kubectl get -o yaml` prints them) standing in for the
+    /// API: events get pod, workload and service context from them.
+    #[arg(long)]
+    pub kube_metadata: Option<PathBuf>,
     /// Control socket for `nightjar blocklist` (default /run/nightjar/control.sock).
     #[arg(long)]
     pub control_socket: Option<PathBuf>,

@@ -38,6 +38,8 @@ pub struct AgentConfig {
     pub blocklist: Vec<BlockEntry>,
     /// The control socket (`nightjar blocklist` talks to it); `None` disables it.
     pub control_socket: Option<PathBuf>,
+    /// Kubernetes objects from the static metadata file, checked at start.
+    pub kube_objects: Vec<nightjar_k8s::Object>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -82,6 +84,7 @@ struct FileConfig {
     #[serde(default)]
     blocklist: Vec<BlockConfig>,
     control_socket: Option<PathBuf>,
+    kube_metadata: Option<PathBuf>,
 }
 
 /// One blocklist entry in the YAML file.
@@ -306,6 +309,10 @@ impl AgentConfig {
             connect_rules,
             xdp_interfaces,
             blocklist,
+            kube_objects: match args.kube_metadata.clone().or(file.kube_metadata) {
+                Some(path) => nightjar_k8s::load_metadata(&path)?,
+                None => Vec::new(),
+            },
             control_socket: if args.no_control_socket {
                 None
             } else {

@@ -143,6 +143,21 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
         started,
         telemetry: telemetry.clone(),
     }));
+    if !config.kube_objects.is_empty() {
+        let mut store = nightjar_k8s::ClusterStore::new();
+        for object in config.kube_objects.iter().cloned() {
+            store.apply(nightjar_k8s::Change::Applied(object));
+        }
+        let stats = store.stats();
+        tracing::info!(
+            pods = stats.pods,
+            services = stats.services,
+            "Kubernetes metadata loaded"
+        );
+        pipeline = pipeline.transform(Box::new(
+            nightjar_k8s::KubeAnnotator::new(store).with_telemetry(telemetry.clone()),
+        ));
+    }
     pipeline = pipeline.transform(Box::new(
         nightjar_core::network_metrics::NetworkMetrics::new(telemetry.clone()),
     ));

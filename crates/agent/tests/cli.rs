@@ -108,3 +108,23 @@ fn without_privileges_the_error_names_the_missing_capabilities() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn a_malformed_metadata_file_exits_2_naming_file_and_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\nspec: {ports: 7}\n",
+    )
+    .unwrap();
+    let out = nightjar()
+        .args(["agent", "--kube-metadata"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(path.to_str().unwrap()), "{err}");
+    assert!(err.contains("Service shop/api"), "{err}");
+}

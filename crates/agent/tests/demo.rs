@@ -36,6 +36,17 @@ fn demo_prints_the_workloads_events() {
         events.iter().all(|e| e.get("process").is_some()),
         "unattributed event"
     );
+    // ...and its pod: the demo's metadata file makes the workload a one-replica Deployment
+    // behind a Service, so every event names them, with the pod critical to the service.
+    for e in &events {
+        let k = &e["kubernetes"];
+        assert_eq!(k["pod"], "demo-web-6d5f8-x1y2z", "{e}");
+        assert_eq!(k["container"], "web", "{e}");
+        assert_eq!(k["workload"]["kind"], "Deployment", "{e}");
+        assert_eq!(k["workload"]["name"], "demo-web", "{e}");
+        assert_eq!(k["services"][0]["name"], "demo-web", "{e}");
+        assert_eq!(k["services"][0]["importance"]["level"], "critical", "{e}");
+    }
 
     assert!(has(&|e| e["type"] == "file_open"
         && e["path"] == "/etc/shadow"

@@ -34,6 +34,12 @@ pub struct Event {
     /// Where the process runs: a container, or the host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<Arc<ContainerInfo>>,
+    /// The pod, workload and services of that container, when Kubernetes metadata knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<Arc<PodContext>>,
+    /// Who is at the other end (network events): a pod, a service, a node, or the world.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<Arc<PeerIdentity>>,
     /// What happened.
     #[serde(flatten)]
     pub body: EventBody,
@@ -87,6 +93,74 @@ pub struct ContainerInfo {
     pub unit: Option<String>,
     /// The cgroup v2 path, relative to the cgroup2 mount.
     pub cgroup: String,
+}
+
+/// A workload: the top owner of a pod (`Deployment/web`, `StatefulSet/db`, `CronJob/backup`),
+/// or the pod itself when nothing owns it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct WorkloadRef {
+    pub kind: Arc<str>,
+    pub name: Arc<str>,
+}
+
+/// How important a pod is to one of its services (docs/kubernetes.md has the formula).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Importance {
+    /// 0 (the service would not notice) to 1 (the service is this pod).
+    pub score: f64,
+    /// `critical` (>= 0.75), `high` (>= 0.5), `medium` (>= 0.25) or `low`.
+    pub level: &'static str,
+    /// The inputs, in words: "1 of 1 ready endpoints, 100% of traffic, 2 callers".
+    pub reason: String,
+}
+
+/// A service a pod backs, with the pod's importance to it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceMembership {
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+    pub importance: Importance,
+}
+
+/// The Kubernetes context of an event's container.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PodContext {
+    pub namespace: Arc<str>,
+    pub pod: Arc<str>,
+    pub pod_uid: Arc<str>,
+    /// The container's name in the pod spec, when the container id is known to the metadata.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<Arc<str>>,
+    /// Direct owner (`ReplicaSet/web-7d4b9`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<WorkloadRef>,
+    pub workload: WorkloadRef,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceMembership>,
+}
+
+/// What an IP address is, as far as the cluster knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PeerIdentity {
+    Pod {
+        namespace: Arc<str>,
+        name: Arc<str>,
+        workload: WorkloadRef,
+    },
+    Service {
+        namespace: Arc<str>,
+        name: Arc<str>,
+    },
+    Node {
+        name: Arc<str>,
+    },
+    /// Outside the cluster (or not known to it).
+    World,
 }
 
 /// Container runtime, or the host itself.

@@ -150,6 +150,8 @@ mod tests {
                 unit: None,
                 cgroup: "/".into(),
             })),
+            kubernetes: None,
+            peer: None,
             body: EventBody::ProcessFork {
                 child_pid: 2,
                 child_start_time_ns: 0,

@@ -144,6 +144,8 @@ mod tests {
                     cgroup: String::new(),
                 })
             }),
+            kubernetes: None,
+            peer: None,
             body,
         }
     }

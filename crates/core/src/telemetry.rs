@@ -119,6 +119,8 @@ pub struct Telemetry {
     pub flow_attribution: Family<ResultLabel, Counter>,
     pub socket_owner_entries: Gauge,
     pub flows_evicted: Counter,
+    pub kubernetes_pods: Gauge,
+    pub kubernetes_unresolved: Counter,
     pub flows_created: Counter,
     pub flow_table_entries: Gauge,
 }
@@ -157,6 +159,8 @@ impl Telemetry {
             flow_attribution: Family::default(),
             socket_owner_entries: Gauge::default(),
             flows_evicted: Counter::default(),
+            kubernetes_pods: Gauge::default(),
+            kubernetes_unresolved: Counter::default(),
             flows_created: Counter::default(),
             flow_table_entries: Gauge::default(),
         };
@@ -272,6 +276,16 @@ impl Telemetry {
                 "flows_evicted",
                 "Flows the full kernel flow table (LRU) evicted before they were reported",
                 t.flows_evicted.clone(),
+            );
+            r.register(
+                "kubernetes_pods",
+                "Pods in the Kubernetes metadata index",
+                t.kubernetes_pods.clone(),
+            );
+            r.register(
+                "kubernetes_unresolved",
+                "Events from a container the Kubernetes metadata does not know",
+                t.kubernetes_unresolved.clone(),
             );
             r.register(
                 "flows_created",

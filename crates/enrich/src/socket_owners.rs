@@ -407,6 +407,8 @@ mod tests {
             parent: None,
             ancestors: Vec::new(),
             container: None,
+            kubernetes: None,
+            peer: None,
             body,
         }
     }

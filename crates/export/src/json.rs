@@ -95,6 +95,8 @@ mod tests {
             parent: None,
             ancestors: vec![],
             container: None,
+            kubernetes: None,
+            peer: None,
             body: EventBody::FileUnlink {
                 result: SyscallResult {
                     syscall: "unlinkat",

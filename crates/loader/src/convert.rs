@@ -230,6 +230,8 @@ impl Converter {
             parent: None,
             ancestors: Vec::new(),
             container: None,
+            kubernetes: None,
+            peer: None,
             body,
         })
     }

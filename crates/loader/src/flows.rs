@@ -226,6 +226,8 @@ impl FlowTable {
             parent: None,
             ancestors: Vec::new(),
             container: None,
+            kubernetes: None,
+            peer: None,
             body: EventBody::Flow(Box::new(record)),
         }
     }

@@ -74,6 +74,8 @@ fn event(pid: u32, cgroup_id: u64, body: EventBody) -> Event {
         parent: None,
         ancestors: Vec::new(),
         container: None,
+        kubernetes: None,
+        peer: None,
         body,
     }
 }

@@ -1,0 +1,304 @@
+//! The Kubernetes transform: gives each event the pod, workload and services of its container
+//! (with the pod's importance to each), and names the peer of network events.
+//!
+//! Lookups read the in-memory [`ClusterStore`]; a pod's context is built once and shared by
+//! every event of that pod until the store changes or its importance is due for a refresh.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nightjar_core::pipeline::Transform;
+use nightjar_core::{
+    Event, EventBody, PeerIdentity, PodContext, ServiceMembership, SockAddr, WorkloadRef,
+};
+
+use crate::importance::{importance, Callers, ImportanceInputs, TrafficShares};
+use crate::objects::Change;
+use crate::store::{ClusterStore, ObjectKey, PodEntry};
+
+/// How long a pod's context (and so its importance) is reused before it is rebuilt.
+const CONTEXT_REFRESH: Duration = Duration::from_secs(5);
+
+/// Counters of the transform.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnnotatorStats {
+    /// Events from a container whose pod the metadata knows.
+    pub resolved: u64,
+    /// Events from a container (with an id or pod uid) the metadata does not know.
+    pub unresolved: u64,
+}
+
+#[derive(Debug)]
+struct CachedContext {
+    context: Arc<PodContext>,
+    built: Duration,
+    generation: u64,
+}
+
+/// Attaches Kubernetes context to events.
+#[derive(Debug)]
+pub struct KubeAnnotator {
+    store: ClusterStore,
+    changes: Option<Receiver<Change>>,
+    contexts: HashMap<(Arc<str>, Option<usize>), CachedContext>,
+    traffic: TrafficShares,
+    callers: Callers,
+    started: Instant,
+    stats: AnnotatorStats,
+    telemetry: Option<Arc<nightjar_core::telemetry::Telemetry>>,
+}
+
+/// `"<pod uid>"` as it appears in systemd-style cgroup names (`_` for `-`) or plainly.
+fn normalize_uid(uid: &str) -> String {
+    uid.replace('_', "-")
+}
+
+fn workload_label(namespace: &str, workload: &WorkloadRef) -> String {
+    format!("{namespace}/{}/{}", workload.kind, workload.name)
+}
+
+fn sockaddr_ip(addr: &SockAddr) -> Option<IpAddr> {
+    match addr {
+        SockAddr::Inet { addr, .. } | SockAddr::Inet6 { addr, .. } => Some(*addr),
+        _ => None,
+    }
+}
+
+impl KubeAnnotator {
+    pub fn new(store: ClusterStore) -> Self {
+        Self {
+            store,
+            changes: None,
+            contexts: HashMap::new(),
+            traffic: TrafficShares::new(Duration::from_secs(60), 65_536),
+            callers: Callers::new(Duration::from_secs(600), 100_000),
+            started: Instant::now(),
+            stats: AnnotatorStats::default(),
+            telemetry: None,
+        }
+    }
+
+    /// Publishes the index size and unresolved containers in the agent's metrics.
+    pub fn with_telemetry(mut self, telemetry: Arc<nightjar_core::telemetry::Telemetry>) -> Self {
+        self.telemetry = Some(telemetry);
+        self
+    }
+
+    /// Changes (from watchers) applied between batches.
+    pub fn with_changes(mut self, changes: Receiver<Change>) -> Self {
+        self.changes = Some(changes);
+        self
+    }
+
+    pub fn store(&self) -> &ClusterStore {
+        &self.store
+    }
+
+    pub fn store_mut(&mut self) -> &mut ClusterStore {
+        &mut self.store
+    }
+
+    pub fn stats(&self) -> AnnotatorStats {
+        self.stats
+    }
+
+    /// The service map's edges seen recently: (caller `namespace/Kind/name`, service).
+    pub fn edges(&self, now: Duration) -> Vec<(String, ObjectKey)> {
+        self.callers.edges(now)
+    }
+
+    /// Applies pending changes from the watchers.
+    pub fn apply_pending(&mut self) {
+        let Some(rx) = &self.changes else { return };
+        let pending: Vec<Change> = rx.try_iter().collect();
+        for change in pending {
+            self.store.apply(change);
+        }
+    }
+
+    /// The pod (and index of the container in it) an event's container belongs to.
+    fn pod_of(&self, event: &Event) -> Option<(Arc<str>, Option<usize>)> {
+        let container = event.container.as_ref()?;
+        if let Some(id) = &container.id {
+            if let Some(pod) = self.store.pod_of_container(id) {
+                let index = pod
+                    .containers
+                    .iter()
+                    .position(|c| c.id.as_deref() == Some(id.as_str()));
+                return Some((pod.uid.clone(), index));
+            }
+        }
+        let uid = normalize_uid(container.pod_uid.as_deref()?);
+        self.store.pod(&uid).map(|pod| (pod.uid.clone(), None))
+    }
+
+    fn context(
+        &mut self,
+        uid: &Arc<str>,
+        container: Option<usize>,
+        now: Duration,
+    ) -> Option<Arc<PodContext>> {
+        let generation = self.store.generation();
+        let key = (uid.clone(), container);
+        if let Some(cached) = self.contexts.get(&key) {
+            if cached.generation == generation && now.saturating_sub(cached.built) < CONTEXT_REFRESH
+            {
+                return Some(cached.context.clone());
+            }
+        }
+        let pod = self.store.pod(uid)?;
+        let context = Arc::new(self.build(pod, container, now));
+        if self.contexts.len() >= 4 * self.store.stats().pods.max(1024) {
+            self.contexts.clear();
+        }
+        self.contexts.insert(
+            key,
+            CachedContext {
+                context: context.clone(),
+                built: now,
+                generation,
+            },
+        );
+        Some(context)
+    }
+
+    fn build(&self, pod: &PodEntry, container: Option<usize>, now: Duration) -> PodContext {
+        let workload = self.store.workload_of(pod);
+        let services = self
+            .store
+            .services_of(pod)
+            .into_iter()
+            .map(|service| {
+                let members = self.store.members_of(&service);
+                let inputs = ImportanceInputs {
+                    ready: self.store.is_ready_endpoint(&service, pod),
+                    ready_endpoints: self.store.ready_endpoints(&service),
+                    traffic_share: self.traffic.share(&pod.uid, &members, now),
+                    callers: self.callers.count(&service, now),
+                };
+                ServiceMembership {
+                    namespace: service.0.clone(),
+                    name: service.1.clone(),
+                    importance: importance(inputs),
+                }
+            })
+            .collect();
+        let spec = container.and_then(|i| pod.containers.get(i));
+        PodContext {
+            namespace: pod.namespace.clone(),
+            pod: pod.name.clone(),
+            pod_uid: pod.uid.clone(),
+            container: spec.map(|c| c.name.clone()),
+            image: spec.map(|c| c.image.clone()),
+            node: pod.node.clone(),
+            owner: pod.owner.as_ref().map(|(kind, name)| WorkloadRef {
+                kind: kind.clone(),
+                name: name.clone(),
+            }),
+            workload,
+            services,
+        }
+    }
+
+    /// The remote address of a network event.
+    fn remote_of(event: &Event) -> Option<IpAddr> {
+        match &event.body {
+            EventBody::TcpEstablished(c) | EventBody::TcpClose(c) => Some(c.remote.addr),
+            EventBody::SockConnect(op) | EventBody::SockAccept(op) => {
+                op.remote.as_ref().and_then(sockaddr_ip)
+            }
+            EventBody::Flow(f) => Some(match f.socket_end {
+                Some("destination") => f.source.addr,
+                _ => f.destination.addr,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Annotates one event; `now` is any monotonic clock.
+    pub fn annotate(&mut self, event: &mut Event, now: Duration) {
+        let mut pod = self.pod_of(event);
+        if pod.is_none()
+            && event
+                .container
+                .as_ref()
+                .is_some_and(|c| c.id.is_some() || c.pod_uid.is_some())
+        {
+            self.stats.unresolved += 1;
+        }
+        // A flow nobody's socket explains (seen on a pod's host-side veth): the pod at
+        // either address.
+        let mut flow_peer = None;
+        if let (None, EventBody::Flow(f)) = (&pod, &event.body) {
+            if let Some(p) = self.store.pod_at(&f.source.addr) {
+                pod = Some((p.uid.clone(), None));
+                flow_peer = Some(f.destination.addr);
+            } else if let Some(p) = self.store.pod_at(&f.destination.addr) {
+                pod = Some((p.uid.clone(), None));
+                flow_peer = Some(f.source.addr);
+            }
+        }
+        let remote = flow_peer.or_else(|| Self::remote_of(event));
+        if let (Some(ip), false) = (remote, self.store.is_empty()) {
+            event.peer = Some(Arc::new(self.store.identity(&ip)));
+        }
+        let Some((uid, container)) = pod else { return };
+        self.stats.resolved += 1;
+        if let EventBody::Flow(f) = &event.body {
+            self.traffic.add(&uid, f.new_bytes, now);
+        }
+        let Some(context) = self.context(&uid, container, now) else {
+            return;
+        };
+        if let (EventBody::TcpEstablished(c), Some(ip)) = (&event.body, remote) {
+            if c.direction == "outbound" {
+                let caller = workload_label(&context.namespace, &context.workload);
+                for service in self.services_at(&ip) {
+                    self.callers.record(service, caller.clone(), now);
+                }
+            }
+        }
+        event.kubernetes = Some(context);
+    }
+
+    /// The services an address stands for: a cluster IP's, or those a pod at it backs.
+    fn services_at(&self, ip: &IpAddr) -> Vec<ObjectKey> {
+        if let Some(service) = self.store.service_at(ip) {
+            return vec![service.clone()];
+        }
+        match self.store.pod_at(ip) {
+            Some(pod) => self.store.services_of(pod),
+            None => Vec::new(),
+        }
+    }
+
+    /// The peer's identity (exposed for tests and the API).
+    pub fn identity(&self, ip: &IpAddr) -> PeerIdentity {
+        self.store.identity(ip)
+    }
+}
+
+impl Transform for KubeAnnotator {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn apply(&mut self, event: &mut Event) -> bool {
+        let now = self.started.elapsed();
+        self.annotate(event, now);
+        true
+    }
+
+    fn end_batch(&mut self) {
+        self.apply_pending();
+        if let Some(t) = &self.telemetry {
+            t.kubernetes_pods.set(self.store.stats().pods as i64);
+            let counted = t.kubernetes_unresolved.get();
+            t.kubernetes_unresolved
+                .inc_by(self.stats.unresolved.saturating_sub(counted));
+        }
+    }
+}
