@@ -126,6 +126,13 @@ pub struct AgentArgs {
     /// API: events get pod, workload and service context from them.
     #[arg(long)]
     pub kube_metadata: Option<PathBuf>,
+    /// Watch the Kubernetes API with this kubeconfig (in a pod, the service account is used
+    /// without this flag).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// This node's name, to watch only its pods (default: $NODE_NAME, else the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
     /// Control socket for `nightjar blocklist` (default /run/nightjar/control.sock).
     #[arg(long)]
     pub control_socket: Option<PathBuf>,

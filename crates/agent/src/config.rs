@@ -40,6 +40,17 @@ pub struct AgentConfig {
     pub control_socket: Option<PathBuf>,
     /// Kubernetes objects from the static metadata file, checked at start.
     pub kube_objects: Vec<nightjar_k8s::Object>,
+    /// Where to watch the Kubernetes API from, if at all.
+    pub kube_api: Option<KubeApi>,
+}
+
+/// How to reach the Kubernetes API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeApi {
+    /// A kubeconfig file; `None`: the pod's service account (in-cluster).
+    pub kubeconfig: Option<PathBuf>,
+    /// Only this node's pods are watched.
+    pub node_name: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -85,6 +96,8 @@ struct FileConfig {
     blocklist: Vec<BlockConfig>,
     control_socket: Option<PathBuf>,
     kube_metadata: Option<PathBuf>,
+    kubeconfig: Option<PathBuf>,
+    node_name: Option<String>,
 }
 
 /// One blocklist entry in the YAML file.
@@ -309,6 +322,24 @@ impl AgentConfig {
             connect_rules,
             xdp_interfaces,
             blocklist,
+            kube_api: {
+                let kubeconfig = args.kubeconfig.clone().or(file.kubeconfig);
+                // In a pod, the service account's environment says where the API is.
+                let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+                (kubeconfig.is_some() || in_cluster).then(|| KubeApi {
+                    kubeconfig,
+                    node_name: args
+                        .node_name
+                        .clone()
+                        .or(file.node_name)
+                        .or_else(|| std::env::var("NODE_NAME").ok())
+                        .unwrap_or_else(|| {
+                            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                                .map(|h| h.trim().to_string())
+                                .unwrap_or_default()
+                        }),
+                })
+            },
             kube_objects: match args.kube_metadata.clone().or(file.kube_metadata) {
                 Some(path) => nightjar_k8s::load_metadata(&path)?,
                 None => Vec::new(),

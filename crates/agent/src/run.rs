@@ -143,21 +143,13 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
         started,
         telemetry: telemetry.clone(),
     }));
-    if !config.kube_objects.is_empty() {
-        let mut store = nightjar_k8s::ClusterStore::new();
-        for object in config.kube_objects.iter().cloned() {
-            store.apply(nightjar_k8s::Change::Applied(object));
-        }
-        let stats = store.stats();
-        tracing::info!(
-            pods = stats.pods,
-            services = stats.services,
-            "Kubernetes metadata loaded"
-        );
-        pipeline = pipeline.transform(Box::new(
-            nightjar_k8s::KubeAnnotator::new(store).with_telemetry(telemetry.clone()),
-        ));
-    }
+    let kube_status = if !config.kube_objects.is_empty() || config.kube_api.is_some() {
+        let (annotator, status) = kubernetes(&config, telemetry.clone()).await;
+        pipeline = pipeline.transform(Box::new(annotator));
+        status
+    } else {
+        None
+    };
     pipeline = pipeline.transform(Box::new(
         nightjar_core::network_metrics::NetworkMetrics::new(telemetry.clone()),
     ));
@@ -254,6 +246,10 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
                 }
             }
             _ = tick.tick() => {
+                if let Some(status) = &kube_status {
+                    let up = status.up.load(std::sync::atomic::Ordering::Relaxed);
+                    telemetry.kubernetes_api_up.set(i64::from(up));
+                }
                 // TC programs load with the first veth that appears.
                 telemetry.programs_attached.set(probes.programs_loaded() as i64);
                 counters.report(&telemetry);
@@ -284,6 +280,52 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     }
     tracing::info!("Nightjar agent stopped");
     Ok(())
+}
+
+/// The Kubernetes transform over one index, fed by the metadata file and, when configured,
+/// the API watchers. An API that cannot be reached leaves the agent running, degraded.
+async fn kubernetes(
+    config: &AgentConfig,
+    telemetry: Arc<Telemetry>,
+) -> (
+    nightjar_k8s::KubeAnnotator,
+    Option<Arc<nightjar_k8s::watch::ApiStatus>>,
+) {
+    let mut store = nightjar_k8s::ClusterStore::new();
+    for object in config.kube_objects.iter().cloned() {
+        store.apply(nightjar_k8s::Change::Applied(object));
+    }
+    if !config.kube_objects.is_empty() {
+        let stats = store.stats();
+        tracing::info!(
+            pods = stats.pods,
+            services = stats.services,
+            "Kubernetes metadata file loaded"
+        );
+    }
+    let shared: nightjar_k8s::SharedStore = Arc::new(std::sync::RwLock::new(store));
+    let mut status = None;
+    if let Some(api) = &config.kube_api {
+        match nightjar_k8s::watch::client(api.kubeconfig.as_deref()).await {
+            Ok(client) => {
+                let api_status = Arc::new(nightjar_k8s::watch::ApiStatus::default());
+                // The tasks end with the runtime when the agent stops.
+                let _tasks = nightjar_k8s::watch::spawn_watchers(
+                    client,
+                    Some(&api.node_name),
+                    shared.clone(),
+                    api_status.clone(),
+                );
+                tracing::info!(node = %api.node_name, "Watching the Kubernetes API");
+                status = Some(api_status);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "No Kubernetes API: events carry no pod context from it");
+            }
+        }
+    }
+    let annotator = nightjar_k8s::KubeAnnotator::shared(shared).with_telemetry(telemetry);
+    (annotator, status)
 }
 
 /// Connect rules and TCP lifecycle hook the cgroup v2 root. Without one the agent still runs,

@@ -120,6 +120,7 @@ pub struct Telemetry {
     pub socket_owner_entries: Gauge,
     pub flows_evicted: Counter,
     pub kubernetes_pods: Gauge,
+    pub kubernetes_api_up: Gauge,
     pub kubernetes_unresolved: Counter,
     pub flows_created: Counter,
     pub flow_table_entries: Gauge,
@@ -160,6 +161,7 @@ impl Telemetry {
             socket_owner_entries: Gauge::default(),
             flows_evicted: Counter::default(),
             kubernetes_pods: Gauge::default(),
+            kubernetes_api_up: Gauge::default(),
             kubernetes_unresolved: Counter::default(),
             flows_created: Counter::default(),
             flow_table_entries: Gauge::default(),
@@ -281,6 +283,11 @@ impl Telemetry {
                 "kubernetes_pods",
                 "Pods in the Kubernetes metadata index",
                 t.kubernetes_pods.clone(),
+            );
+            r.register(
+                "kubernetes_api_up",
+                "1 while the Kubernetes API watchers get answers, 0 while they retry",
+                t.kubernetes_api_up.clone(),
             );
             r.register(
                 "kubernetes_unresolved",

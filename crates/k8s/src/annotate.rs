@@ -6,8 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::mpsc::Receiver;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use nightjar_core::pipeline::Transform;
@@ -16,8 +15,11 @@ use nightjar_core::{
 };
 
 use crate::importance::{importance, Callers, ImportanceInputs, TrafficShares};
-use crate::objects::Change;
 use crate::store::{ClusterStore, ObjectKey, PodEntry};
+
+/// The index, shared between the sources that change it (watchers, the metadata file) and the
+/// transform that reads it.
+pub type SharedStore = Arc<RwLock<ClusterStore>>;
 
 /// How long a pod's context (and so its importance) is reused before it is rebuilt.
 const CONTEXT_REFRESH: Duration = Duration::from_secs(5);
@@ -41,8 +43,7 @@ struct CachedContext {
 /// Attaches Kubernetes context to events.
 #[derive(Debug)]
 pub struct KubeAnnotator {
-    store: ClusterStore,
-    changes: Option<Receiver<Change>>,
+    store: SharedStore,
     contexts: HashMap<(Arc<str>, Option<usize>), CachedContext>,
     traffic: TrafficShares,
     callers: Callers,
@@ -69,9 +70,13 @@ fn sockaddr_ip(addr: &SockAddr) -> Option<IpAddr> {
 
 impl KubeAnnotator {
     pub fn new(store: ClusterStore) -> Self {
+        Self::shared(Arc::new(RwLock::new(store)))
+    }
+
+    /// A transform over a store that other sources (the API watchers) keep current.
+    pub fn shared(store: SharedStore) -> Self {
         Self {
             store,
-            changes: None,
             contexts: HashMap::new(),
             traffic: TrafficShares::new(Duration::from_secs(60), 65_536),
             callers: Callers::new(Duration::from_secs(600), 100_000),
@@ -87,18 +92,13 @@ impl KubeAnnotator {
         self
     }
 
-    /// Changes (from watchers) applied between batches.
-    pub fn with_changes(mut self, changes: Receiver<Change>) -> Self {
-        self.changes = Some(changes);
-        self
-    }
-
-    pub fn store(&self) -> &ClusterStore {
+    /// The shared index (sources and tests change it through this).
+    pub fn store(&self) -> &SharedStore {
         &self.store
     }
 
-    pub fn store_mut(&mut self) -> &mut ClusterStore {
-        &mut self.store
+    fn read(&self) -> RwLockReadGuard<'_, ClusterStore> {
+        self.store.read().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn stats(&self) -> AnnotatorStats {
@@ -110,20 +110,11 @@ impl KubeAnnotator {
         self.callers.edges(now)
     }
 
-    /// Applies pending changes from the watchers.
-    pub fn apply_pending(&mut self) {
-        let Some(rx) = &self.changes else { return };
-        let pending: Vec<Change> = rx.try_iter().collect();
-        for change in pending {
-            self.store.apply(change);
-        }
-    }
-
     /// The pod (and index of the container in it) an event's container belongs to.
-    fn pod_of(&self, event: &Event) -> Option<(Arc<str>, Option<usize>)> {
+    fn pod_of(store: &ClusterStore, event: &Event) -> Option<(Arc<str>, Option<usize>)> {
         let container = event.container.as_ref()?;
         if let Some(id) = &container.id {
-            if let Some(pod) = self.store.pod_of_container(id) {
+            if let Some(pod) = store.pod_of_container(id) {
                 let index = pod
                     .containers
                     .iter()
@@ -132,16 +123,17 @@ impl KubeAnnotator {
             }
         }
         let uid = normalize_uid(container.pod_uid.as_deref()?);
-        self.store.pod(&uid).map(|pod| (pod.uid.clone(), None))
+        store.pod(&uid).map(|pod| (pod.uid.clone(), None))
     }
 
     fn context(
         &mut self,
+        store: &ClusterStore,
         uid: &Arc<str>,
         container: Option<usize>,
         now: Duration,
     ) -> Option<Arc<PodContext>> {
-        let generation = self.store.generation();
+        let generation = store.generation();
         let key = (uid.clone(), container);
         if let Some(cached) = self.contexts.get(&key) {
             if cached.generation == generation && now.saturating_sub(cached.built) < CONTEXT_REFRESH
@@ -149,9 +141,9 @@ impl KubeAnnotator {
                 return Some(cached.context.clone());
             }
         }
-        let pod = self.store.pod(uid)?;
-        let context = Arc::new(self.build(pod, container, now));
-        if self.contexts.len() >= 4 * self.store.stats().pods.max(1024) {
+        let pod = store.pod(uid)?;
+        let context = Arc::new(self.build(store, pod, container, now));
+        if self.contexts.len() >= 4 * store.stats().pods.max(1024) {
             self.contexts.clear();
         }
         self.contexts.insert(
@@ -165,17 +157,22 @@ impl KubeAnnotator {
         Some(context)
     }
 
-    fn build(&self, pod: &PodEntry, container: Option<usize>, now: Duration) -> PodContext {
-        let workload = self.store.workload_of(pod);
-        let services = self
-            .store
+    fn build(
+        &self,
+        store: &ClusterStore,
+        pod: &PodEntry,
+        container: Option<usize>,
+        now: Duration,
+    ) -> PodContext {
+        let workload = store.workload_of(pod);
+        let services = store
             .services_of(pod)
             .into_iter()
             .map(|service| {
-                let members = self.store.members_of(&service);
+                let members = store.members_of(&service);
                 let inputs = ImportanceInputs {
-                    ready: self.store.is_ready_endpoint(&service, pod),
-                    ready_endpoints: self.store.ready_endpoints(&service),
+                    ready: store.is_ready_endpoint(&service, pod),
+                    ready_endpoints: store.ready_endpoints(&service),
                     traffic_share: self.traffic.share(&pod.uid, &members, now),
                     callers: self.callers.count(&service, now),
                 };
@@ -220,7 +217,9 @@ impl KubeAnnotator {
 
     /// Annotates one event; `now` is any monotonic clock.
     pub fn annotate(&mut self, event: &mut Event, now: Duration) {
-        let mut pod = self.pod_of(event);
+        let shared = self.store.clone();
+        let store = shared.read().unwrap_or_else(|e| e.into_inner());
+        let mut pod = Self::pod_of(&store, event);
         if pod.is_none()
             && event
                 .container
@@ -233,30 +232,30 @@ impl KubeAnnotator {
         // either address.
         let mut flow_peer = None;
         if let (None, EventBody::Flow(f)) = (&pod, &event.body) {
-            if let Some(p) = self.store.pod_at(&f.source.addr) {
+            if let Some(p) = store.pod_at(&f.source.addr) {
                 pod = Some((p.uid.clone(), None));
                 flow_peer = Some(f.destination.addr);
-            } else if let Some(p) = self.store.pod_at(&f.destination.addr) {
+            } else if let Some(p) = store.pod_at(&f.destination.addr) {
                 pod = Some((p.uid.clone(), None));
                 flow_peer = Some(f.source.addr);
             }
         }
         let remote = flow_peer.or_else(|| Self::remote_of(event));
-        if let (Some(ip), false) = (remote, self.store.is_empty()) {
-            event.peer = Some(Arc::new(self.store.identity(&ip)));
+        if let (Some(ip), false) = (remote, store.is_empty()) {
+            event.peer = Some(Arc::new(store.identity(&ip)));
         }
         let Some((uid, container)) = pod else { return };
         self.stats.resolved += 1;
         if let EventBody::Flow(f) = &event.body {
             self.traffic.add(&uid, f.new_bytes, now);
         }
-        let Some(context) = self.context(&uid, container, now) else {
+        let Some(context) = self.context(&store, &uid, container, now) else {
             return;
         };
         if let (EventBody::TcpEstablished(c), Some(ip)) = (&event.body, remote) {
             if c.direction == "outbound" {
                 let caller = workload_label(&context.namespace, &context.workload);
-                for service in self.services_at(&ip) {
+                for service in Self::services_at(&store, &ip) {
                     self.callers.record(service, caller.clone(), now);
                 }
             }
@@ -265,19 +264,19 @@ impl KubeAnnotator {
     }
 
     /// The services an address stands for: a cluster IP's, or those a pod at it backs.
-    fn services_at(&self, ip: &IpAddr) -> Vec<ObjectKey> {
-        if let Some(service) = self.store.service_at(ip) {
+    fn services_at(store: &ClusterStore, ip: &IpAddr) -> Vec<ObjectKey> {
+        if let Some(service) = store.service_at(ip) {
             return vec![service.clone()];
         }
-        match self.store.pod_at(ip) {
-            Some(pod) => self.store.services_of(pod),
+        match store.pod_at(ip) {
+            Some(pod) => store.services_of(pod),
             None => Vec::new(),
         }
     }
 
     /// The peer's identity (exposed for tests and the API).
     pub fn identity(&self, ip: &IpAddr) -> PeerIdentity {
-        self.store.identity(ip)
+        self.read().identity(ip)
     }
 }
 
@@ -293,9 +292,8 @@ impl Transform for KubeAnnotator {
     }
 
     fn end_batch(&mut self) {
-        self.apply_pending();
         if let Some(t) = &self.telemetry {
-            t.kubernetes_pods.set(self.store.stats().pods as i64);
+            t.kubernetes_pods.set(self.read().stats().pods as i64);
             let counted = t.kubernetes_unresolved.get();
             t.kubernetes_unresolved
                 .inc_by(self.stats.unresolved.saturating_sub(counted));

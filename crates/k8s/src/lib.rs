@@ -6,6 +6,7 @@
 //! - [`file`]: the static metadata file (objects as `kubectl get -o yaml` prints them), which
 //!   stands in for the API without a cluster.
 //! - [`importance`]: the pod importance score and its inputs (traffic shares, callers).
+//! - [`watch`]: kube-rs watchers keeping the index current from the API (this node's pods).
 //! - [`annotate`]: [`KubeAnnotator`], the pipeline transform.
 
 pub mod annotate;
@@ -13,8 +14,9 @@ pub mod file;
 pub mod importance;
 pub mod objects;
 pub mod store;
+pub mod watch;
 
-pub use annotate::{AnnotatorStats, KubeAnnotator};
+pub use annotate::{AnnotatorStats, KubeAnnotator, SharedStore};
 pub use file::{load_metadata, parse_metadata, MetadataFileError};
 pub use objects::{Change, Object};
 pub use store::{ClusterStore, ObjectKey, PodEntry, StoreStats};

@@ -228,7 +228,11 @@ fn importance_rises_as_the_deployment_scales_from_three_to_one() {
         if let Object::Pod(p) = object {
             let name = p.metadata.name.as_deref().unwrap();
             if name == "web-7d4b9c-bbbbb" || name == "web-7d4b9c-ccccc" {
-                annotator.store_mut().apply(Change::Deleted(object.clone()));
+                annotator
+                    .store()
+                    .write()
+                    .unwrap()
+                    .apply(Change::Deleted(object.clone()));
             }
         }
     }
@@ -242,7 +246,9 @@ fn importance_rises_as_the_deployment_scales_from_three_to_one() {
     let mut scaled = (*slice).clone();
     scaled.endpoints.as_mut().unwrap().truncate(1);
     annotator
-        .store_mut()
+        .store()
+        .write()
+        .unwrap()
         .apply(Change::Applied(Object::EndpointSlice(Box::new(scaled))));
     let now = level(&mut annotator, 1);
     assert_eq!(now.level, "critical", "{now:?}");

@@ -1,0 +1,171 @@
+//! Tier 1: the agent watching a Kubernetes API (the in-process double, through the same
+//! kube-rs path a cluster uses) attributes a process in a pod's container cgroup to that pod
+//! and workload, and stops doing so when the pod is deleted mid-test.
+
+mod support;
+
+// The same double the k8s crate's watcher tests use; this test needs only part of it.
+#[allow(dead_code)]
+#[path = "../../k8s/tests/support/api_double.rs"]
+mod api_double;
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::*;
+
+const POD_UID: &str = "0b5e3a1c-1d2e-4f50-8a6b-7c8d9e0f1a2b";
+const CONTAINER_ID: &str = "c0ffee0000000000000000000000000000000000000000000000000000000001";
+
+/// `nightjar-test-<pid>-k8s/kubepods/pod<uid>/<container id>`: a container's cgroup path as
+/// the kubelet's cgroupfs driver lays it out. Removed innermost first.
+struct PodCgroup {
+    dirs: Vec<PathBuf>,
+}
+
+impl PodCgroup {
+    fn new() -> Self {
+        let top = cgroup2_root().join(format!("nightjar-test-{}-k8s", std::process::id()));
+        let pod = top.join("kubepods").join(format!("pod{POD_UID}"));
+        let dirs = vec![
+            top.clone(),
+            top.join("kubepods"),
+            pod.clone(),
+            pod.join(CONTAINER_ID),
+        ];
+        for dir in &dirs {
+            let _ = std::fs::create_dir(dir);
+        }
+        Self { dirs }
+    }
+
+    fn run(&self, args: &[&str]) -> u32 {
+        let procs = self.dirs.last().unwrap().join("cgroup.procs");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nj-trigger"));
+        cmd.args(args);
+        // SAFETY: only a write(2) to cgroup.procs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || std::fs::write(&procs, b"0"));
+        }
+        let child = cmd.spawn().unwrap();
+        let pid = child.id();
+        assert!(child.wait_with_output().unwrap().status.success());
+        pid
+    }
+}
+
+impl Drop for PodCgroup {
+    fn drop(&mut self) {
+        for dir in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+fn cluster() -> Vec<Value> {
+    vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "web", "namespace": "shop"},
+               "spec": {"selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "nginx"}]}}}}),
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+               "metadata": {"name": "web-5c9d", "namespace": "shop",
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                                 "name": "web", "uid": "d", "controller": true}]},
+               "spec": {"selector": {"matchLabels": {"app": "web"}}}}),
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "web-5c9d-k2x7q", "namespace": "shop", "uid": POD_UID,
+                            "labels": {"app": "web", "pod-template-hash": "5c9d"},
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                                 "name": "web-5c9d", "uid": "r", "controller": true}]},
+               "spec": {"nodeName": "test-node", "containers": [{"name": "nginx", "image": "nginx:1.27"}]},
+               "status": {"podIP": "10.244.9.9",
+                          "conditions": [{"type": "Ready", "status": "True"}],
+                          "containerStatuses": [{"name": "nginx", "ready": true, "restartCount": 0,
+                                                 "image": "nginx:1.27", "imageID": "",
+                                                 "containerID": format!("containerd://{CONTAINER_ID}")}]}}),
+        // A pod on another node: the field selector keeps it out.
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "elsewhere", "namespace": "shop", "uid": "e"},
+               "spec": {"nodeName": "other-node", "containers": [{"name": "x"}]}}),
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "web", "namespace": "shop"},
+               "spec": {"clusterIP": "10.96.9.9", "selector": {"app": "web"}}}),
+    ]
+}
+
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn wait_for_metric(agent: &Agent, name: &str, value: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = agent.metrics();
+        if metric(&text, name) == Some(value) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} never {value}:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn events_from_a_pods_container_carry_the_pod_from_the_api_until_it_is_deleted() {
+    let _serial = serial();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let double = runtime.block_on(api_double::ApiDouble::start("127.0.0.1:0", cluster()));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = double.kubeconfig(dir.path());
+    let cgroup = PodCgroup::new();
+    let agent = Agent::start(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--node-name",
+        "test-node",
+        "--type",
+        "process_exec",
+    ]);
+    wait_for_metric(&agent, "nightjar_kubernetes_api_up ", 1);
+    wait_for_metric(&agent, "nightjar_kubernetes_pods ", 1);
+
+    let in_pod = cgroup.run(&["exit", "0"]);
+    std::thread::sleep(Duration::from_millis(500));
+    // The pod goes away (scaled down); the same cgroup path is nobody's now.
+    double.delete("Pod", "shop", "web-5c9d-k2x7q");
+    wait_for_metric(&agent, "nightjar_kubernetes_pods ", 0);
+    let after = cgroup.run(&["exit", "0"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let metrics = agent.metrics();
+    let events = agent.stop();
+
+    let exec = |pid: u32| -> &Value {
+        events
+            .iter()
+            .find(|e| e["type"] == "process_exec" && e["pid"] == pid)
+            .unwrap_or_else(|| panic!("no exec of {pid}"))
+    };
+    let k = &exec(in_pod)["kubernetes"];
+    assert_eq!(k["pod"], "web-5c9d-k2x7q", "{k}");
+    assert_eq!(k["container"], "nginx", "{k}");
+    assert_eq!(
+        k["workload"],
+        json!({"kind": "Deployment", "name": "web"}),
+        "{k}"
+    );
+    assert_eq!(k["services"][0]["name"], "web", "{k}");
+    assert_eq!(k["services"][0]["importance"]["level"], "critical", "{k}");
+    let later = exec(after);
+    assert!(later.get("kubernetes").is_none(), "{later}");
+    assert!(
+        metric(&metrics, "nightjar_kubernetes_unresolved_total ").unwrap_or(0) >= 1,
+        "{metrics}"
+    );
+}
