@@ -150,7 +150,10 @@ pub enum PeerIdentity {
     Pod {
         namespace: Arc<str>,
         name: Arc<str>,
-        workload: WorkloadRef,
+        /// Known for pods on this node; a pod elsewhere is known by name from the
+        /// EndpointSlices that list its address.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        workload: Option<WorkloadRef>,
     },
     Service {
         namespace: Arc<str>,

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use nightjar_core::pipeline::Transform;
 use nightjar_core::{
-    Event, EventBody, PeerIdentity, PodContext, ServiceMembership, SockAddr, WorkloadRef,
+    ContainerInfo, Event, EventBody, PeerIdentity, PodContext, ServiceMembership, SockAddr,
+    WorkloadRef,
 };
 
 use crate::importance::{importance, Callers, ImportanceInputs, TrafficShares};
@@ -33,6 +34,38 @@ pub struct AnnotatorStats {
     pub unresolved: u64,
 }
 
+/// The context last found for one container (by the identity of its shared
+/// `ContainerInfo`, which the cgroup resolver hands out once per cgroup).
+#[derive(Debug)]
+struct ContainerCache {
+    /// Held so the address cannot be reused by another container while cached.
+    container: Arc<ContainerInfo>,
+    context: Option<(Arc<str>, Option<usize>, Arc<PodContext>)>,
+    built: Duration,
+    generation: u64,
+}
+
+/// Hashes a pointer-sized key (an `Arc` address) by multiplication: one instruction,
+/// and addresses are already unique.
+#[derive(Debug, Default, Clone, Copy)]
+struct AddressHasher(u64);
+
+impl std::hash::Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64 >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type AddressMap<V> = HashMap<usize, V, std::hash::BuildHasherDefault<AddressHasher>>;
+
 #[derive(Debug)]
 struct CachedContext {
     context: Arc<PodContext>,
@@ -45,6 +78,7 @@ struct CachedContext {
 pub struct KubeAnnotator {
     store: SharedStore,
     contexts: HashMap<(Arc<str>, Option<usize>), CachedContext>,
+    by_container: AddressMap<ContainerCache>,
     traffic: TrafficShares,
     callers: Callers,
     started: Instant,
@@ -78,6 +112,7 @@ impl KubeAnnotator {
         Self {
             store,
             contexts: HashMap::new(),
+            by_container: AddressMap::default(),
             traffic: TrafficShares::new(Duration::from_secs(60), 65_536),
             callers: Callers::new(Duration::from_secs(600), 100_000),
             started: Instant::now(),
@@ -111,8 +146,10 @@ impl KubeAnnotator {
     }
 
     /// The pod (and index of the container in it) an event's container belongs to.
-    fn pod_of(store: &ClusterStore, event: &Event) -> Option<(Arc<str>, Option<usize>)> {
-        let container = event.container.as_ref()?;
+    fn pod_of(
+        store: &ClusterStore,
+        container: &ContainerInfo,
+    ) -> Option<(Arc<str>, Option<usize>)> {
         if let Some(id) = &container.id {
             if let Some(pod) = store.pod_of_container(id) {
                 let index = pod
@@ -215,43 +252,101 @@ impl KubeAnnotator {
         }
     }
 
+    /// The pod context of a container: from the per-container cache while the store has not
+    /// changed and the importance is fresh, else resolved again. One hash lookup on the hot
+    /// path.
+    fn container_context(
+        &mut self,
+        store: &ClusterStore,
+        container: &Arc<ContainerInfo>,
+        now: Duration,
+    ) -> Option<(Arc<str>, Option<usize>, Arc<PodContext>)> {
+        let key = Arc::as_ptr(container) as usize;
+        let generation = store.generation();
+        if let Some(cached) = self.by_container.get(&key) {
+            if Arc::ptr_eq(&cached.container, container)
+                && cached.generation == generation
+                && now.saturating_sub(cached.built) < CONTEXT_REFRESH
+            {
+                return cached.context.clone();
+            }
+        }
+        let resolved = Self::pod_of(store, container).and_then(|(uid, index)| {
+            self.context(store, &uid, index, now)
+                .map(|context| (uid, index, context))
+        });
+        if self.by_container.len() >= 4 * store.stats().pods.max(1024) {
+            self.by_container.clear();
+        }
+        self.by_container.insert(
+            key,
+            ContainerCache {
+                container: container.clone(),
+                context: resolved.clone(),
+                built: now,
+                generation,
+            },
+        );
+        resolved
+    }
+
     /// Annotates one event; `now` is any monotonic clock.
     pub fn annotate(&mut self, event: &mut Event, now: Duration) {
         let shared = self.store.clone();
         let store = shared.read().unwrap_or_else(|e| e.into_inner());
-        let mut pod = Self::pod_of(&store, event);
-        if pod.is_none()
-            && event
-                .container
-                .as_ref()
-                .is_some_and(|c| c.id.is_some() || c.pod_uid.is_some())
-        {
-            self.stats.unresolved += 1;
+        let mut found = None;
+        if let Some(container) = &event.container {
+            found = self.container_context(&store, container, now);
+            if found.is_none() && (container.id.is_some() || container.pod_uid.is_some()) {
+                self.stats.unresolved += 1;
+            }
+        }
+        let network = matches!(
+            event.body,
+            EventBody::TcpEstablished(_)
+                | EventBody::TcpClose(_)
+                | EventBody::SockConnect(_)
+                | EventBody::SockAccept(_)
+                | EventBody::Flow(_)
+        );
+        if !network {
+            if let Some((_, _, context)) = found {
+                self.stats.resolved += 1;
+                event.kubernetes = Some(context);
+            }
+            return;
         }
         // A flow nobody's socket explains (seen on a pod's host-side veth): the pod at
         // either address.
         let mut flow_peer = None;
-        if let (None, EventBody::Flow(f)) = (&pod, &event.body) {
-            if let Some(p) = store.pod_at(&f.source.addr) {
-                pod = Some((p.uid.clone(), None));
-                flow_peer = Some(f.destination.addr);
-            } else if let Some(p) = store.pod_at(&f.destination.addr) {
-                pod = Some((p.uid.clone(), None));
-                flow_peer = Some(f.source.addr);
+        if let (None, EventBody::Flow(f)) = (&found, &event.body) {
+            let at_source = store
+                .pod_at(&f.source.addr)
+                .map(|p| (p, f.destination.addr));
+            let at_destination = || {
+                store
+                    .pod_at(&f.destination.addr)
+                    .map(|p| (p, f.source.addr))
+            };
+            if let Some((pod, peer)) = at_source.or_else(at_destination) {
+                let uid = pod.uid.clone();
+                found = self
+                    .context(&store, &uid, None, now)
+                    .map(|context| (uid, None, context));
+                flow_peer = Some(peer);
             }
         }
         let remote = flow_peer.or_else(|| Self::remote_of(event));
         if let (Some(ip), false) = (remote, store.is_empty()) {
             event.peer = Some(Arc::new(store.identity(&ip)));
         }
-        let Some((uid, container)) = pod else { return };
+        let Some((uid, _, context)) = found else {
+            return;
+        };
         self.stats.resolved += 1;
         if let EventBody::Flow(f) = &event.body {
             self.traffic.add(&uid, f.new_bytes, now);
         }
-        let Some(context) = self.context(&store, &uid, container, now) else {
-            return;
-        };
         if let (EventBody::TcpEstablished(c), Some(ip)) = (&event.body, remote) {
             if c.direction == "outbound" {
                 let caller = workload_label(&context.namespace, &context.workload);

@@ -20,7 +20,9 @@ pub type ObjectKey = (Arc<str>, Arc<str>);
 /// An owner reference: kind and name (same namespace).
 pub type KindName = (Arc<str>, Arc<str>);
 
-type Labels = Box<[(Box<str>, Box<str>)]>;
+/// Label keys and values are interned: most are shared by many pods (`app`, its value, the
+/// template hash).
+type Labels = Box<[(Arc<str>, Arc<str>)]>;
 
 /// One container of a pod spec, with what its status says about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +30,7 @@ pub struct ContainerEntry {
     pub name: Arc<str>,
     pub image: Arc<str>,
     /// The runtime's container id (64 hex, scheme stripped), once the container started.
-    pub id: Option<Box<str>>,
+    pub id: Option<Arc<str>>,
     /// CPU in millicores and memory in bytes; 0 when not set.
     pub cpu_request_millis: u64,
     pub cpu_limit_millis: u64,
@@ -61,7 +63,7 @@ impl PodEntry {
             .map(|(_, v)| &**v)
     }
 
-    fn matches(&self, selector: &[(Box<str>, Box<str>)]) -> bool {
+    fn matches(&self, selector: &[(Arc<str>, Arc<str>)]) -> bool {
         !selector.is_empty() && selector.iter().all(|(k, v)| self.label(k) == Some(&**v))
     }
 }
@@ -78,6 +80,8 @@ struct SliceEntry {
     service: ObjectKey,
     /// (target pod uid or name, ready)
     endpoints: Vec<(Option<Arc<str>>, bool)>,
+    /// Endpoint addresses with the pod name they belong to.
+    addresses: Vec<(IpAddr, Arc<str>)>,
 }
 
 /// Sizes of the index, for metrics and the memory benchmark.
@@ -98,28 +102,27 @@ pub struct ClusterStore {
     pods: HashMap<Arc<str>, PodEntry>,
     pod_names: HashMap<ObjectKey, Arc<str>>,
     pod_ips: HashMap<IpAddr, Arc<str>>,
-    containers: HashMap<Box<str>, Arc<str>>,
+    containers: HashMap<Arc<str>, Arc<str>>,
     /// ReplicaSets and Jobs with their controller owner; Deployments, StatefulSets,
     /// DaemonSets and CronJobs (owner `None`): key (kind, namespace, name).
     controllers: HashMap<(&'static str, ObjectKey), Option<KindName>>,
     services: HashMap<ObjectKey, ServiceEntry>,
     service_ips: HashMap<IpAddr, ObjectKey>,
     slices: HashMap<ObjectKey, SliceEntry>,
+    /// service -> its slices
+    service_slices: HashMap<ObjectKey, Vec<ObjectKey>>,
+    /// endpoint target (pod uid or name) -> services listing it, with how many slices do
+    target_services: HashMap<Arc<str>, Vec<(ObjectKey, u32)>>,
+    /// Endpoint addresses (pods anywhere in the cluster) -> (namespace, pod name), slice
+    endpoint_ips: HashMap<IpAddr, ObjectKey>,
+    /// namespace -> its services
+    namespace_services: HashMap<Arc<str>, HashSet<Arc<str>>>,
     namespaces: HashSet<Arc<str>>,
     nodes: HashMap<Arc<str>, Box<[IpAddr]>>,
     node_ips: HashMap<IpAddr, Arc<str>>,
     /// One shared copy of each namespace and name string.
     strings: HashSet<Arc<str>>,
     generation: u64,
-}
-
-fn labels(map: Option<&std::collections::BTreeMap<String, String>>) -> Labels {
-    map.map(|m| {
-        m.iter()
-            .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
-            .collect()
-    })
-    .unwrap_or_default()
 }
 
 /// A Kubernetes quantity as millicores (`cpu: 250m`, `cpu: 2`) or bytes (`memory: 64Mi`).
@@ -185,6 +188,15 @@ impl ClusterStore {
         let shared: Arc<str> = Arc::from(s);
         self.strings.insert(shared.clone());
         shared
+    }
+
+    fn labels(&mut self, map: Option<&std::collections::BTreeMap<String, String>>) -> Labels {
+        map.map(|m| {
+            m.iter()
+                .map(|(k, v)| (self.intern(k), self.intern(v)))
+                .collect()
+        })
+        .unwrap_or_default()
     }
 
     fn key(&mut self, namespace: Option<&str>, name: Option<&str>) -> ObjectKey {
@@ -307,9 +319,7 @@ impl ClusterStore {
                 self.controllers.remove(&("CronJob", key));
             }
             Object::Service(_) => self.remove_service(&key),
-            Object::EndpointSlice(_) => {
-                self.slices.remove(&key);
-            }
+            Object::EndpointSlice(_) => self.remove_slice(&key),
             Object::Namespace(_) => {
                 self.namespaces.remove(&key.1);
             }
@@ -384,7 +394,7 @@ impl ClusterStore {
                 .flatten()
                 .find(|s| s.name == c.name)
                 .and_then(|s| s.container_id.as_deref())
-                .map(|id| Box::from(strip_scheme(id)));
+                .map(|id| Arc::from(strip_scheme(id)));
             containers.push(ContainerEntry {
                 name: self.intern(&c.name),
                 image: self.intern(c.image.as_deref().unwrap_or("")),
@@ -403,7 +413,7 @@ impl ClusterStore {
             namespace: namespace.clone(),
             name: name.clone(),
             node,
-            labels: labels(pod.metadata.labels.as_ref()),
+            labels: self.labels(pod.metadata.labels.as_ref()),
             owner,
             ips: ips.into_boxed_slice(),
             ready,
@@ -474,7 +484,11 @@ impl ClusterStore {
         }
         let selector = spec
             .and_then(|s| s.selector.as_ref())
-            .map(|m| labels(Some(m)));
+            .map(|m| self.labels(Some(m)));
+        self.namespace_services
+            .entry(key.0.clone())
+            .or_default()
+            .insert(key.1.clone());
         self.services.insert(
             key,
             ServiceEntry {
@@ -485,6 +499,9 @@ impl ClusterStore {
     }
 
     fn remove_service(&mut self, key: &ObjectKey) {
+        if let Some(names) = self.namespace_services.get_mut(&key.0) {
+            names.remove(&key.1);
+        }
         if let Some(old) = self.services.remove(key) {
             for ip in old.ips.iter() {
                 if self.service_ips.get(ip) == Some(key) {
@@ -499,6 +516,7 @@ impl ClusterStore {
             slice.metadata.namespace.as_deref(),
             slice.metadata.name.as_deref(),
         );
+        self.remove_slice(&key);
         let Some(service) = slice
             .metadata
             .labels
@@ -509,18 +527,92 @@ impl ClusterStore {
         };
         let service = (key.0.clone(), self.intern(service));
         let mut endpoints = Vec::new();
+        let mut addresses = Vec::new();
         for e in slice.endpoints.iter().flatten() {
             // The API says an unset ready condition means ready.
             let ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-            let target = e
+            let pod_ref = e
                 .target_ref
                 .as_ref()
-                .filter(|t| t.kind.as_deref() == Some("Pod"))
+                .filter(|t| t.kind.as_deref() == Some("Pod"));
+            let target = pod_ref
                 .and_then(|t| t.uid.as_deref().or(t.name.as_deref()))
                 .map(|t| self.intern(t));
+            if let Some(name) = pod_ref.and_then(|t| t.name.as_deref()) {
+                let name = self.intern(name);
+                for address in &e.addresses {
+                    if let Ok(ip) = address.parse() {
+                        addresses.push((ip, name.clone()));
+                    }
+                }
+            }
+            if let Some(target) = &target {
+                // Most pods back one service: a short list, not a map per pod.
+                let services = self.target_services.entry(target.clone()).or_default();
+                match services.iter_mut().find(|(s, _)| *s == service) {
+                    Some((_, count)) => *count += 1,
+                    None => services.push((service.clone(), 1)),
+                }
+            }
             endpoints.push((target, ready));
         }
-        self.slices.insert(key, SliceEntry { service, endpoints });
+        for (ip, name) in &addresses {
+            self.endpoint_ips.insert(*ip, (key.0.clone(), name.clone()));
+        }
+        self.service_slices
+            .entry(service.clone())
+            .or_default()
+            .push(key.clone());
+        self.slices.insert(
+            key,
+            SliceEntry {
+                service,
+                endpoints,
+                addresses,
+            },
+        );
+    }
+
+    fn remove_slice(&mut self, key: &ObjectKey) {
+        let Some(old) = self.slices.remove(key) else {
+            return;
+        };
+        if let Some(list) = self.service_slices.get_mut(&old.service) {
+            list.retain(|k| k != key);
+            if list.is_empty() {
+                self.service_slices.remove(&old.service);
+            }
+        }
+        for (target, _) in &old.endpoints {
+            let Some(target) = target else { continue };
+            if let Some(services) = self.target_services.get_mut(target) {
+                if let Some((_, count)) = services.iter_mut().find(|(s, _)| *s == old.service) {
+                    *count -= 1;
+                }
+                services.retain(|(_, count)| *count > 0);
+                if services.is_empty() {
+                    self.target_services.remove(target);
+                }
+            }
+        }
+        // An address another slice took over since stays with it.
+        for (ip, name) in &old.addresses {
+            if self
+                .endpoint_ips
+                .get(ip)
+                .is_some_and(|(ns, pod)| *ns == key.0 && pod == name)
+            {
+                self.endpoint_ips.remove(ip);
+            }
+        }
+    }
+
+    fn slices_of<'a>(&'a self, service: &ObjectKey) -> impl Iterator<Item = &'a SliceEntry> + 'a {
+        self.service_slices
+            .get(service)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.slices.get(k))
     }
 
     /// A pod by uid.
@@ -586,27 +678,32 @@ impl ClusterStore {
     /// no slices known) those whose selector matches its labels.
     pub fn services_of(&self, pod: &PodEntry) -> Vec<ObjectKey> {
         let mut out: Vec<ObjectKey> = Vec::new();
-        let mut with_slices: HashSet<&ObjectKey> = HashSet::new();
-        for slice in self.slices.values() {
-            if slice.service.0 != pod.namespace {
-                continue;
-            }
-            with_slices.insert(&slice.service);
-            let named = slice.endpoints.iter().any(|(target, _)| {
-                target
-                    .as_deref()
-                    .is_some_and(|t| t == &*pod.uid || t == &*pod.name)
-            });
-            if named && !out.contains(&slice.service) {
-                out.push(slice.service.clone());
+        for target in [&pod.uid, &pod.name] {
+            for service in self
+                .target_services
+                .get(target)
+                .into_iter()
+                .flatten()
+                .map(|(s, _)| s)
+            {
+                if service.0 == pod.namespace && !out.contains(service) {
+                    out.push(service.clone());
+                }
             }
         }
-        for (key, svc) in &self.services {
-            if key.0 != pod.namespace || with_slices.contains(key) || out.contains(key) {
+        for name in self
+            .namespace_services
+            .get(&pod.namespace)
+            .into_iter()
+            .flatten()
+        {
+            let key = (pod.namespace.clone(), name.clone());
+            if self.service_slices.contains_key(&key) || out.contains(&key) {
                 continue;
             }
-            if svc.selector.as_deref().is_some_and(|s| pod.matches(s)) {
-                out.push(key.clone());
+            let selector = self.services.get(&key).and_then(|s| s.selector.as_deref());
+            if selector.is_some_and(|s| pod.matches(s)) {
+                out.push(key);
             }
         }
         out.sort();
@@ -616,12 +713,11 @@ impl ClusterStore {
     /// Ready endpoints of a service: from its EndpointSlices, else ready pods its selector
     /// matches.
     pub fn ready_endpoints(&self, service: &ObjectKey) -> usize {
-        let mut from_slices = None;
-        for slice in self.slices.values().filter(|s| &s.service == service) {
-            *from_slices.get_or_insert(0) += slice.endpoints.iter().filter(|(_, r)| *r).count();
-        }
-        if let Some(n) = from_slices {
-            return n;
+        if self.service_slices.contains_key(service) {
+            return self
+                .slices_of(service)
+                .map(|s| s.endpoints.iter().filter(|(_, r)| *r).count())
+                .sum();
         }
         let Some(selector) = self
             .services
@@ -639,9 +735,8 @@ impl ClusterStore {
     /// Uids of the pods backing a service (listed in its slices, else matching its selector).
     pub fn members_of(&self, service: &ObjectKey) -> Vec<Arc<str>> {
         let mut out = Vec::new();
-        let mut sliced = false;
-        for slice in self.slices.values().filter(|s| &s.service == service) {
-            sliced = true;
+        let sliced = self.service_slices.contains_key(service);
+        for slice in self.slices_of(service) {
             for (target, _) in &slice.endpoints {
                 let Some(target) = target else { continue };
                 let uid = if self.pods.contains_key(target) {
@@ -678,7 +773,7 @@ impl ClusterStore {
     /// Is this endpoint of the service ready (by slice, else by the pod's own condition)?
     pub fn is_ready_endpoint(&self, service: &ObjectKey, pod: &PodEntry) -> bool {
         let mut listed = None;
-        for slice in self.slices.values().filter(|s| &s.service == service) {
+        for slice in self.slices_of(service) {
             for (target, ready) in &slice.endpoints {
                 if target
                     .as_deref()
@@ -698,7 +793,15 @@ impl ClusterStore {
             return PeerIdentity::Pod {
                 namespace: pod.namespace.clone(),
                 name: pod.name.clone(),
-                workload: self.workload_of(pod),
+                workload: Some(self.workload_of(pod)),
+            };
+        }
+        // A pod on another node: known from the EndpointSlices that list its address.
+        if let Some((namespace, name)) = self.endpoint_ips.get(ip) {
+            return PeerIdentity::Pod {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                workload: None,
             };
         }
         if let Some((namespace, name)) = self.service_ips.get(ip) {

@@ -118,7 +118,7 @@ fn every_pod_resolves_to_its_top_workload() {
     let store = store();
     let stats = store.stats();
     assert_eq!(stats.pods, 8);
-    assert_eq!(stats.services, 2);
+    assert_eq!(stats.services, 3);
     let by_name = |name: &str| {
         let pod = store.pods().find(|p| &*p.name == name).unwrap();
         store.workload_of(pod)
@@ -152,7 +152,7 @@ fn addresses_resolve_to_pods_services_nodes_or_the_world() {
         PeerIdentity::Pod {
             namespace: Arc::from("shop"),
             name: Arc::from("web-7d4b9c-bbbbb"),
-            workload: workload("Deployment", "web"),
+            workload: Some(workload("Deployment", "web")),
         }
     );
     assert_eq!(
@@ -170,6 +170,15 @@ fn addresses_resolve_to_pods_services_nodes_or_the_world() {
         }
     );
     assert_eq!(store.identity(&ip("8.8.8.8")), PeerIdentity::World);
+    // A pod on another node, from the EndpointSlice listing its address.
+    assert_eq!(
+        store.identity(&ip("10.244.2.7")),
+        PeerIdentity::Pod {
+            namespace: Arc::from("shop"),
+            name: Arc::from("catalog-6b7c-abcde"),
+            workload: None,
+        }
+    );
 }
 
 #[test]

@@ -109,7 +109,7 @@ async fn watchers_list_then_follow_every_change_without_misattributing() {
             "web-7d4b9c-ccccc"
         ]
     );
-    assert_eq!(store.read().unwrap().stats().services, 2);
+    assert_eq!(store.read().unwrap().stats().services, 3);
     let mut annotator = KubeAnnotator::shared(store.clone());
     let importance = |a: &mut KubeAnnotator, now: u64| {
         let mut e = fork_in(WEB_A_CONTAINER);
