@@ -133,6 +133,12 @@ pub struct AgentArgs {
     /// This node's name, to watch only its pods (default: $NODE_NAME, else the host name).
     #[arg(long)]
     pub node_name: Option<String>,
+    /// Also report Kubernetes roll-ups per pod (one series per pod; off by default).
+    #[arg(long)]
+    pub pod_metrics: bool,
+    /// Read pods' CPU and memory from their cgroups this often, in seconds (default 10).
+    #[arg(long)]
+    pub resource_interval: Option<u64>,
     /// Control socket for `nightjar blocklist` (default /run/nightjar/control.sock).
     #[arg(long)]
     pub control_socket: Option<PathBuf>,

@@ -42,6 +42,10 @@ pub struct AgentConfig {
     pub kube_objects: Vec<nightjar_k8s::Object>,
     /// Where to watch the Kubernetes API from, if at all.
     pub kube_api: Option<KubeApi>,
+    /// Kubernetes roll-ups per pod too.
+    pub pod_metrics: bool,
+    /// How often pods' CPU and memory are read.
+    pub resource_interval: std::time::Duration,
 }
 
 /// How to reach the Kubernetes API.
@@ -98,6 +102,9 @@ struct FileConfig {
     kube_metadata: Option<PathBuf>,
     kubeconfig: Option<PathBuf>,
     node_name: Option<String>,
+    #[serde(default)]
+    pod_metrics: bool,
+    resource_interval_secs: Option<u64>,
 }
 
 /// One blocklist entry in the YAML file.
@@ -322,6 +329,17 @@ impl AgentConfig {
             connect_rules,
             xdp_interfaces,
             blocklist,
+            pod_metrics: args.pod_metrics || file.pod_metrics,
+            resource_interval: {
+                let secs = args
+                    .resource_interval
+                    .or(file.resource_interval_secs)
+                    .unwrap_or(10);
+                if secs == 0 {
+                    bail!("resource interval must be at least 1 second");
+                }
+                std::time::Duration::from_secs(secs)
+            },
             kube_api: {
                 let kubeconfig = args.kubeconfig.clone().or(file.kubeconfig);
                 // In a pod, the service account's environment says where the API is.

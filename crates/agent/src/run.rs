@@ -145,7 +145,12 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     }));
     let kube_status = if !config.kube_objects.is_empty() || config.kube_api.is_some() {
         let (annotator, status) = kubernetes(&config, telemetry.clone()).await;
+        spawn_resource_sampler(&config, annotator.store().clone(), telemetry.clone());
         pipeline = pipeline.transform(Box::new(annotator));
+        pipeline = pipeline.transform(Box::new(nightjar_k8s::rollup::KubeRollup::new(
+            telemetry.clone(),
+            config.pod_metrics,
+        )));
         status
     } else {
         None
@@ -326,6 +331,37 @@ async fn kubernetes(
     }
     let annotator = nightjar_k8s::KubeAnnotator::shared(shared).with_telemetry(telemetry);
     (annotator, status)
+}
+
+/// Reads this node's pods' CPU and memory from their cgroups every `resource_interval`.
+fn spawn_resource_sampler(
+    config: &AgentConfig,
+    store: nightjar_k8s::SharedStore,
+    telemetry: Arc<Telemetry>,
+) {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounts = nightjar_k8s::resources::CgroupMounts::from_mountinfo(&mountinfo);
+    let mut sampler =
+        nightjar_k8s::resources::ResourceSampler::new(mounts, telemetry, config.pod_metrics);
+    let interval = config.resource_interval;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tick.tick().await;
+            // The walk and reads are small file reads; off the async workers all the same.
+            let store = store.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                let guard = store.read().unwrap_or_else(|e| e.into_inner());
+                let read = sampler.sample(&guard, interval);
+                (sampler, read)
+            })
+            .await;
+            match result {
+                Ok((back, _)) => sampler = back,
+                Err(_) => return,
+            }
+        }
+    });
 }
 
 /// Connect rules and TCP lifecycle hook the cgroup v2 root. Without one the agent still runs,

@@ -22,35 +22,66 @@ const CONTAINER_ID: &str = "c0ffee0000000000000000000000000000000000000000000000
 
 /// `nightjar-test-<pid>-k8s/kubepods/pod<uid>/<container id>`: a container's cgroup path as
 /// the kubelet's cgroupfs driver lays it out. Removed innermost first.
+/// On a hybrid host (cgroup v1 controllers beside the v2 tree, as here) the container also
+/// gets the same path in the v1 memory hierarchy, as containerd does; the agent reads memory
+/// from there.
+const V1_MEMORY: &str = "/sys/fs/cgroup/memory";
+
 struct PodCgroup {
-    dirs: Vec<PathBuf>,
+    /// Each hierarchy's chain of directories, outermost first.
+    chains: Vec<Vec<PathBuf>>,
 }
 
 impl PodCgroup {
     fn new() -> Self {
-        let top = cgroup2_root().join(format!("nightjar-test-{}-k8s", std::process::id()));
-        let pod = top.join("kubepods").join(format!("pod{POD_UID}"));
-        let dirs = vec![
-            top.clone(),
-            top.join("kubepods"),
-            pod.clone(),
-            pod.join(CONTAINER_ID),
-        ];
-        for dir in &dirs {
-            let _ = std::fs::create_dir(dir);
+        let relative = PathBuf::from(format!("nightjar-test-{}-k8s", std::process::id()));
+        let mut roots = vec![cgroup2_root()];
+        let v1 = PathBuf::from(V1_MEMORY);
+        if v1.join("memory.usage_in_bytes").exists() {
+            roots.push(v1);
         }
-        Self { dirs }
+        let chains = roots
+            .into_iter()
+            .map(|root| {
+                let top = root.join(&relative);
+                let pod = top.join("kubepods").join(format!("pod{POD_UID}"));
+                let dirs = vec![
+                    top.clone(),
+                    top.join("kubepods"),
+                    pod.clone(),
+                    pod.join(CONTAINER_ID),
+                ];
+                for dir in &dirs {
+                    let _ = std::fs::create_dir(dir);
+                }
+                dirs
+            })
+            .collect();
+        Self { chains }
+    }
+
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let procs: Vec<PathBuf> = self
+            .chains
+            .iter()
+            .map(|c| c.last().unwrap().join("cgroup.procs"))
+            .collect();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nj-trigger"));
+        cmd.args(args).stdout(std::process::Stdio::null());
+        // SAFETY: only write(2)s to cgroup.procs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                for p in &procs {
+                    std::fs::write(p, b"0")?;
+                }
+                Ok(())
+            });
+        }
+        cmd.spawn().unwrap()
     }
 
     fn run(&self, args: &[&str]) -> u32 {
-        let procs = self.dirs.last().unwrap().join("cgroup.procs");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nj-trigger"));
-        cmd.args(args);
-        // SAFETY: only a write(2) to cgroup.procs between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || std::fs::write(&procs, b"0"));
-        }
-        let child = cmd.spawn().unwrap();
+        let child = self.spawn(args);
         let pid = child.id();
         assert!(child.wait_with_output().unwrap().status.success());
         pid
@@ -59,8 +90,10 @@ impl PodCgroup {
 
 impl Drop for PodCgroup {
     fn drop(&mut self) {
-        for dir in self.dirs.iter().rev() {
-            let _ = std::fs::remove_dir(dir);
+        for chain in &self.chains {
+            for dir in chain.iter().rev() {
+                let _ = std::fs::remove_dir(dir);
+            }
         }
     }
 }
@@ -132,11 +165,49 @@ fn events_from_a_pods_container_carry_the_pod_from_the_api_until_it_is_deleted()
         "test-node",
         "--type",
         "process_exec",
+        "--pod-metrics",
+        "--resource-interval",
+        "1",
     ]);
     wait_for_metric(&agent, "nightjar_kubernetes_api_up ", 1);
     wait_for_metric(&agent, "nightjar_kubernetes_pods ", 1);
 
     let in_pod = cgroup.run(&["exit", "0"]);
+    // CPU and memory from the container's cgroup: 2.5 s of spinning holding 64 MiB.
+    let spinner = cgroup.spawn(&["spin", "2500", "64"]);
+    std::thread::sleep(Duration::from_millis(2200));
+    let during = agent.metrics();
+    assert!(spinner.wait_with_output().unwrap().status.success());
+    let value = |kind: &str, name: &str, family: &str| -> f64 {
+        during
+            .lines()
+            .filter(|l| l.starts_with(family))
+            .filter(|l| {
+                l.contains(&format!("kind=\"{kind}\"")) && l.contains(&format!("name=\"{name}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let pod_cpu = value("Pod", "web-5c9d-k2x7q", "nightjar_k8s_cpu_seconds_total");
+    assert!(pod_cpu >= 0.5, "pod CPU {pod_cpu} s:\n{during}");
+    assert_eq!(
+        value("Deployment", "web", "nightjar_k8s_cpu_seconds_total"),
+        pod_cpu
+    );
+    assert_eq!(
+        value("Service", "web", "nightjar_k8s_cpu_seconds_total"),
+        pod_cpu
+    );
+    if PathBuf::from(V1_MEMORY)
+        .join("memory.usage_in_bytes")
+        .exists()
+    {
+        let memory = value("Pod", "web-5c9d-k2x7q", "nightjar_k8s_memory_bytes");
+        assert!(
+            memory >= (64 << 20) as f64,
+            "pod memory {memory}:\n{during}"
+        );
+    }
     std::thread::sleep(Duration::from_millis(500));
     // The pod goes away (scaled down); the same cgroup path is nobody's now.
     double.delete("Pod", "shop", "web-5c9d-k2x7q");

@@ -75,6 +75,43 @@ pub struct ContainerDirectionLabel {
     pub direction: &'static str,
 }
 
+/// A workload (`kind`/`workload`) or a service (`kind` = `Service`), or with `--pod-metrics` a
+/// pod (`kind` = `Pod`), in a namespace: the unit Kubernetes roll-ups are reported by.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabel {
+    pub namespace: String,
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectEventLabel {
+    pub namespace: String,
+    pub kind: String,
+    pub name: String,
+    /// Connections: `opened`, `accepted`, `closed`, `failed`; traffic: `sent`, `received`;
+    /// utilisation: `request`, `limit`.
+    pub event: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EdgeLabel {
+    /// The calling workload: `namespace/Kind/name`.
+    pub client: String,
+    pub service_namespace: String,
+    pub service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ImportanceLabel {
+    pub namespace: String,
+    pub pod: String,
+    pub service: String,
+}
+
+/// A float gauge family.
+pub type FloatGauges<L> = Family<L, Gauge<f64, std::sync::atomic::AtomicU64>>;
+
 /// A histogram family with fixed buckets.
 pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -120,6 +157,16 @@ pub struct Telemetry {
     pub socket_owner_entries: Gauge,
     pub flows_evicted: Counter,
     pub kubernetes_pods: Gauge,
+    pub k8s_connections: Family<ObjectEventLabel, Counter>,
+    pub k8s_bytes: Family<ObjectEventLabel, Counter>,
+    pub k8s_packets: Family<ObjectEventLabel, Counter>,
+    pub k8s_cpu_seconds: Family<ObjectLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
+    pub k8s_memory_bytes: Family<ObjectLabel, Gauge>,
+    pub k8s_cpu_utilization: FloatGauges<ObjectEventLabel>,
+    pub k8s_memory_utilization: FloatGauges<ObjectEventLabel>,
+    pub service_map_connections: Family<EdgeLabel, Counter>,
+    pub service_map_bytes: Family<EdgeLabel, Counter>,
+    pub pod_importance: FloatGauges<ImportanceLabel>,
     pub kubernetes_api_up: Gauge,
     pub kubernetes_unresolved: Counter,
     pub flows_created: Counter,
@@ -161,6 +208,16 @@ impl Telemetry {
             socket_owner_entries: Gauge::default(),
             flows_evicted: Counter::default(),
             kubernetes_pods: Gauge::default(),
+            k8s_connections: Family::default(),
+            k8s_bytes: Family::default(),
+            k8s_packets: Family::default(),
+            k8s_cpu_seconds: Family::default(),
+            k8s_memory_bytes: Family::default(),
+            k8s_cpu_utilization: Family::default(),
+            k8s_memory_utilization: Family::default(),
+            service_map_connections: Family::default(),
+            service_map_bytes: Family::default(),
+            pod_importance: Family::default(),
             kubernetes_api_up: Gauge::default(),
             kubernetes_unresolved: Counter::default(),
             flows_created: Counter::default(),
@@ -283,6 +340,56 @@ impl Telemetry {
                 "kubernetes_pods",
                 "Pods in the Kubernetes metadata index",
                 t.kubernetes_pods.clone(),
+            );
+            r.register(
+                "k8s_tcp_connections",
+                "TCP connections by workload, service (kind=Service) or pod (--pod-metrics)",
+                t.k8s_connections.clone(),
+            );
+            r.register(
+                "k8s_network_bytes",
+                "Bytes sent and received by workload, service or pod (attributed flows)",
+                t.k8s_bytes.clone(),
+            );
+            r.register(
+                "k8s_network_packets",
+                "Packets sent and received by workload, service or pod (attributed flows)",
+                t.k8s_packets.clone(),
+            );
+            r.register(
+                "k8s_cpu_seconds",
+                "CPU time of the containers of a workload, service or pod (cgroup cpu usage)",
+                t.k8s_cpu_seconds.clone(),
+            );
+            r.register(
+                "k8s_memory_bytes",
+                "Memory in use by the containers of a workload, service or pod (cgroup)",
+                t.k8s_memory_bytes.clone(),
+            );
+            r.register(
+                "k8s_cpu_utilization",
+                "CPU in use over the pods' CPU requests or limits (event=request|limit)",
+                t.k8s_cpu_utilization.clone(),
+            );
+            r.register(
+                "k8s_memory_utilization",
+                "Memory in use over the pods' memory requests or limits (event=request|limit)",
+                t.k8s_memory_utilization.clone(),
+            );
+            r.register(
+                "service_map_connections",
+                "TCP connections from a workload to a service (the service map's edges)",
+                t.service_map_connections.clone(),
+            );
+            r.register(
+                "service_map_bytes",
+                "Bytes between a workload and a service (the service map's edges)",
+                t.service_map_bytes.clone(),
+            );
+            r.register(
+                "pod_importance",
+                "How important a pod on this node is to each of its services (0-1)",
+                t.pod_importance.clone(),
             );
             r.register(
                 "kubernetes_api_up",

@@ -319,21 +319,23 @@ impl KubeAnnotator {
         // A flow nobody's socket explains (seen on a pod's host-side veth): the pod at
         // either address.
         let mut flow_peer = None;
-        if let (None, EventBody::Flow(f)) = (&found, &event.body) {
+        if let (None, EventBody::Flow(f)) = (&found, &mut event.body) {
             let at_source = store
                 .pod_at(&f.source.addr)
-                .map(|p| (p, f.destination.addr));
+                .map(|p| (p, f.destination.addr, "source"));
             let at_destination = || {
                 store
                     .pod_at(&f.destination.addr)
-                    .map(|p| (p, f.source.addr))
+                    .map(|p| (p, f.source.addr, "destination"))
             };
-            if let Some((pod, peer)) = at_source.or_else(at_destination) {
+            if let Some((pod, peer, end)) = at_source.or_else(at_destination) {
                 let uid = pod.uid.clone();
                 found = self
                     .context(&store, &uid, None, now)
                     .map(|context| (uid, None, context));
                 flow_peer = Some(peer);
+                // The pod's end, as a socket's would be: sent from it or received by it.
+                f.socket_end = Some(end);
             }
         }
         let remote = flow_peer.or_else(|| Self::remote_of(event));

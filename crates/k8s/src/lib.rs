@@ -13,6 +13,8 @@ pub mod annotate;
 pub mod file;
 pub mod importance;
 pub mod objects;
+pub mod resources;
+pub mod rollup;
 pub mod store;
 pub mod watch;
 

@@ -182,6 +182,18 @@ fn main() -> ExitCode {
                 }
                 sent
             }
+            // spin MS MIB: keeps a CPU busy for MS milliseconds holding MIB MiB of touched memory.
+            "spin" => {
+                let memory = vec![1u8; (num(&args, 2) as usize) << 20];
+                let until = std::time::Instant::now()
+                    + std::time::Duration::from_millis(num(&args, 1) as u64);
+                let mut x = 0u64;
+                while std::time::Instant::now() < until {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                }
+                std::hint::black_box((x, &memory));
+                memory.len() as i64
+            }
             "exit" => std::process::exit(num(&args, 1) as i32),
             "sleep-ms" => {
                 std::thread::sleep(std::time::Duration::from_millis(num(&args, 1) as u64));
