@@ -3,7 +3,7 @@
 # nothing when everything is already there.
 set -euo pipefail
 
-packages=(clang-19 llvm-19 libbpf-dev bpftool libclang-19-dev iproute2 iputils-ping util-linux curl)
+packages=(clang-19 llvm-19 libbpf-dev bpftool libclang-19-dev protobuf-compiler iproute2 iputils-ping util-linux curl)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -133,6 +133,13 @@ pub struct AgentArgs {
     /// This node's name, to watch only its pods (default: $NODE_NAME, else the host name).
     #[arg(long)]
     pub node_name: Option<String>,
+    /// The container runtime's CRI socket, for pod and container names of containers the API
+    /// has not reported yet (default: containerd's, when it exists).
+    #[arg(long)]
+    pub cri_socket: Option<PathBuf>,
+    /// Do not ask the container runtime.
+    #[arg(long)]
+    pub no_cri: bool,
     /// Also report Kubernetes roll-ups per pod (one series per pod; off by default).
     #[arg(long)]
     pub pod_metrics: bool,

@@ -44,6 +44,8 @@ pub struct AgentConfig {
     pub kube_api: Option<KubeApi>,
     /// Kubernetes roll-ups per pod too.
     pub pod_metrics: bool,
+    /// The container runtime's CRI socket, if it is asked.
+    pub cri_socket: Option<PathBuf>,
     /// How often pods' CPU and memory are read.
     pub resource_interval: std::time::Duration,
 }
@@ -105,6 +107,7 @@ struct FileConfig {
     #[serde(default)]
     pod_metrics: bool,
     resource_interval_secs: Option<u64>,
+    cri_socket: Option<PathBuf>,
 }
 
 /// One blocklist entry in the YAML file.
@@ -330,6 +333,14 @@ impl AgentConfig {
             xdp_interfaces,
             blocklist,
             pod_metrics: args.pod_metrics || file.pod_metrics,
+            cri_socket: if args.no_cri {
+                None
+            } else {
+                args.cri_socket.clone().or(file.cri_socket).or_else(|| {
+                    let default = PathBuf::from(nightjar_k8s::cri::DEFAULT_SOCKET);
+                    default.exists().then_some(default)
+                })
+            },
             resource_interval: {
                 let secs = args
                     .resource_interval

@@ -143,7 +143,10 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
         started,
         telemetry: telemetry.clone(),
     }));
-    let kube_status = if !config.kube_objects.is_empty() || config.kube_api.is_some() {
+    let kube_status = if !config.kube_objects.is_empty()
+        || config.kube_api.is_some()
+        || config.cri_socket.is_some()
+    {
         let (annotator, status) = kubernetes(&config, telemetry.clone()).await;
         spawn_resource_sampler(&config, annotator.store().clone(), telemetry.clone());
         pipeline = pipeline.transform(Box::new(annotator));
@@ -329,8 +332,47 @@ async fn kubernetes(
             }
         }
     }
-    let annotator = nightjar_k8s::KubeAnnotator::shared(shared).with_telemetry(telemetry);
+    let mut annotator =
+        nightjar_k8s::KubeAnnotator::shared(shared.clone()).with_telemetry(telemetry);
+    if let Some(socket) = &config.cri_socket {
+        tokio::spawn(nightjar_k8s::cri::poll_runtime(
+            socket.clone(),
+            shared,
+            Duration::from_secs(5),
+            Arc::new(nightjar_k8s::cri::RuntimeStatus::default()),
+        ));
+        annotator = annotator.with_runtime_lookup(runtime_lookup(socket.clone()));
+        tracing::info!(socket = %socket.display(), "Asking the container runtime for pod metadata");
+    }
     (annotator, status)
+}
+
+/// A container's first events wait at most about half a second for the runtime to name its
+/// pod. Runs inside the pipeline task on the multi-threaded runtime (block_in_place).
+fn runtime_lookup(socket: std::path::PathBuf) -> nightjar_k8s::annotate::RuntimeLookup {
+    let handle = tokio::runtime::Handle::current();
+    let mut client: Option<nightjar_k8s::cri::CriClient> = None;
+    nightjar_k8s::annotate::RuntimeLookup(Box::new(move |id: &str| {
+        tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                if client.is_none() {
+                    client =
+                        nightjar_k8s::cri::CriClient::connect(&socket, Duration::from_millis(250))
+                            .await
+                            .ok();
+                }
+                let c = client.as_mut()?;
+                match tokio::time::timeout(Duration::from_millis(250), c.pod_of_container(id)).await
+                {
+                    Ok(Ok(pod)) => pod,
+                    _ => {
+                        client = None;
+                        None
+                    }
+                }
+            })
+        })
+    }))
 }
 
 /// Reads this node's pods' CPU and memory from their cgroups every `resource_interval`.

@@ -84,7 +84,26 @@ pub struct KubeAnnotator {
     started: Instant,
     stats: AnnotatorStats,
     telemetry: Option<Arc<nightjar_core::telemetry::Telemetry>>,
+    /// Asks the container runtime about a container nobody described yet.
+    lookup: Option<RuntimeLookup>,
+    /// When each unknown container was last looked up (bounded).
+    looked_up: HashMap<String, Duration>,
 }
+
+/// The function behind a [`RuntimeLookup`]: container id in, its pod (if any) out.
+pub type LookupFn = dyn FnMut(&str) -> Option<crate::objects::Object> + Send;
+
+/// A synchronous, time-bounded question to the container runtime: the pod of a container.
+pub struct RuntimeLookup(pub Box<LookupFn>);
+
+impl std::fmt::Debug for RuntimeLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RuntimeLookup")
+    }
+}
+
+/// An unknown container is asked about at most this often.
+const LOOKUP_RETRY: Duration = Duration::from_secs(5);
 
 /// `"<pod uid>"` as it appears in systemd-style cgroup names (`_` for `-`) or plainly.
 fn normalize_uid(uid: &str) -> String {
@@ -118,6 +137,45 @@ impl KubeAnnotator {
             started: Instant::now(),
             stats: AnnotatorStats::default(),
             telemetry: None,
+            lookup: None,
+            looked_up: HashMap::new(),
+        }
+    }
+
+    /// Lets a container's first events wait (briefly: the lookup bounds it) for its pod from
+    /// the container runtime instead of going out bare.
+    pub fn with_runtime_lookup(mut self, lookup: RuntimeLookup) -> Self {
+        self.lookup = Some(lookup);
+        self
+    }
+
+    /// Asks the runtime about an unknown container in a pod's cgroup; true when its pod was
+    /// added to the store.
+    fn look_up(&mut self, container: &ContainerInfo, now: Duration) -> bool {
+        let (Some(lookup), Some(id)) = (self.lookup.as_mut(), container.id.as_deref()) else {
+            return false;
+        };
+        if container.pod_uid.is_none() {
+            return false;
+        }
+        if let Some(at) = self.looked_up.get(id) {
+            if now.saturating_sub(*at) < LOOKUP_RETRY {
+                return false;
+            }
+        }
+        if self.looked_up.len() >= 4096 {
+            self.looked_up.clear();
+        }
+        self.looked_up.insert(id.to_string(), now);
+        match (lookup.0)(id) {
+            Some(object) => {
+                self.store
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .apply(crate::objects::Change::Applied(object));
+                true
+            }
+            None => false,
         }
     }
 
@@ -293,10 +351,19 @@ impl KubeAnnotator {
     /// Annotates one event; `now` is any monotonic clock.
     pub fn annotate(&mut self, event: &mut Event, now: Duration) {
         let shared = self.store.clone();
-        let store = shared.read().unwrap_or_else(|e| e.into_inner());
+        let mut store = shared.read().unwrap_or_else(|e| e.into_inner());
         let mut found = None;
         if let Some(container) = &event.container {
             found = self.container_context(&store, container, now);
+            if found.is_none() && self.lookup.is_some() {
+                // Not known yet: ask the runtime, then look again.
+                drop(store);
+                let added = self.look_up(container, now);
+                store = shared.read().unwrap_or_else(|e| e.into_inner());
+                if added {
+                    found = self.container_context(&store, container, now);
+                }
+            }
             if found.is_none() && (container.id.is_some() || container.pod_uid.is_some()) {
                 self.stats.unresolved += 1;
             }

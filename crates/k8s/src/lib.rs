@@ -10,6 +10,7 @@
 //! - [`annotate`]: [`KubeAnnotator`], the pipeline transform.
 
 pub mod annotate;
+pub mod cri;
 pub mod file;
 pub mod importance;
 pub mod objects;

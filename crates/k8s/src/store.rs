@@ -53,6 +53,9 @@ pub struct PodEntry {
     pub ready: bool,
     pub host_network: bool,
     pub containers: Box<[ContainerEntry]>,
+    /// Learned from the container runtime (CRI), not the API or the metadata file: no
+    /// owner, IP or readiness yet.
+    pub from_runtime: bool,
 }
 
 impl PodEntry {
@@ -148,6 +151,13 @@ pub fn parse_quantity(text: &str, millis: bool) -> Option<u64> {
     };
     let base = value * factor;
     Some(if millis { base * 1000.0 } else { base }.round() as u64)
+}
+
+fn is_from_runtime(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(crate::cri::RUNTIME_SOURCE))
 }
 
 /// `containerd://<id>` -> `<id>`.
@@ -297,7 +307,12 @@ impl ClusterStore {
                     .map(Arc::from)
                     .or_else(|| self.pod_names.get(&key).cloned());
                 if let Some(uid) = uid {
-                    self.remove_pod(&uid);
+                    // The runtime forgetting a sandbox does not remove what the API knows.
+                    let keep = is_from_runtime(pod)
+                        && self.pods.get(&uid).is_some_and(|p| !p.from_runtime);
+                    if !keep {
+                        self.remove_pod(&uid);
+                    }
                 }
             }
             Object::ReplicaSet(_) => {
@@ -342,6 +357,11 @@ impl ClusterStore {
             return;
         };
         let uid = self.intern(uid);
+        let from_runtime = is_from_runtime(pod);
+        // What the API or the file said about a pod wins over what the runtime says.
+        if from_runtime && self.pods.get(&uid).is_some_and(|p| !p.from_runtime) {
+            return;
+        }
         self.remove_pod(&uid);
         let (namespace, name) = self.key(
             pod.metadata.namespace.as_deref(),
@@ -419,6 +439,7 @@ impl ClusterStore {
             ready,
             host_network,
             containers: containers.into_boxed_slice(),
+            from_runtime,
         };
         // The newest pod with an IP owns it: a replacement that reuses an address takes it
         // over, and the old pod's later deletion leaves it alone (see remove_pod).
