@@ -98,6 +98,10 @@ pub struct AgentArgs {
     /// Count XDP source networks by this IPv6 prefix length (default 64).
     #[arg(long)]
     pub xdp_source_prefix6: Option<u32>,
+    /// Emit `network_rates` events (per container, per second) this often, in seconds
+    /// (default 10; 0 turns them off).
+    #[arg(long)]
+    pub rates_interval: Option<u64>,
     /// Entries of the kernel flow table (LRU; evictions are counted).
     #[arg(long)]
     pub flow_table_size: Option<u32>,

@@ -46,6 +46,8 @@ pub struct AgentConfig {
     pub pod_metrics: bool,
     /// The container runtime's CRI socket, if it is asked.
     pub cri_socket: Option<PathBuf>,
+    /// How often `network_rates` events are emitted; `None`: never.
+    pub rates_interval: Option<std::time::Duration>,
     /// How often pods' CPU and memory are read.
     pub resource_interval: std::time::Duration,
 }
@@ -108,6 +110,7 @@ struct FileConfig {
     pod_metrics: bool,
     resource_interval_secs: Option<u64>,
     cri_socket: Option<PathBuf>,
+    rates_interval_secs: Option<u64>,
 }
 
 /// One blocklist entry in the YAML file.
@@ -333,6 +336,14 @@ impl AgentConfig {
             xdp_interfaces,
             blocklist,
             pod_metrics: args.pod_metrics || file.pod_metrics,
+            rates_interval: match args
+                .rates_interval
+                .or(file.rates_interval_secs)
+                .unwrap_or(10)
+            {
+                0 => None,
+                secs => Some(std::time::Duration::from_secs(secs)),
+            },
             cri_socket: if args.no_cri {
                 None
             } else {

@@ -158,8 +158,10 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     } else {
         None
     };
+    let rates: nightjar_core::rates::SharedRates = Arc::default();
     pipeline = pipeline.transform(Box::new(
-        nightjar_core::network_metrics::NetworkMetrics::new(telemetry.clone()),
+        nightjar_core::network_metrics::NetworkMetrics::new(telemetry.clone())
+            .with_rates(rates.clone()),
     ));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -205,6 +207,16 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
             shutdown_rx.clone(),
         ))
     });
+    if let Some(interval) = config.rates_interval {
+        tokio::spawn(emit_rates(
+            rates,
+            interval,
+            clock,
+            node.clone(),
+            tx.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
     let converter = Converter::new(clock, node);
     let drain = tokio::spawn(nightjar_loader::ringbuf::drain(
         ring,
@@ -428,6 +440,53 @@ fn attach_cgroup_hooks(probes: &mut KernelProbes, config: &AgentConfig) -> Resul
     probes.attach_cgroup_hooks(&config.connect_rules, &root)?;
     tracing::info!(rules = config.connect_rules.len(), cgroup = %root.display(), "Connect hooks and TCP lifecycle attached");
     Ok(())
+}
+
+/// Every `interval`, the network counts gathered per container become `network_rates`
+/// events in the stream.
+async fn emit_rates(
+    rates: nightjar_core::rates::SharedRates,
+    interval: Duration,
+    clock: BootClock,
+    node: Arc<str>,
+    output: mpsc::Sender<nightjar_core::pipeline::Batch>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.tick().await;
+    let mut since = Instant::now();
+    loop {
+        // At shutdown the last, partial interval is reported too.
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = shutdown.changed() => true,
+        };
+        let elapsed = since.elapsed();
+        since = Instant::now();
+        let now = nightjar_core::time::boottime_ns();
+        let batch: Vec<Event> = nightjar_core::rates::drain_rates(&rates, elapsed)
+            .into_iter()
+            .map(|r| Event {
+                time: clock.rfc3339(now),
+                ktime_ns: now,
+                node: node.clone(),
+                pid: 0,
+                tid: 0,
+                cgroup_id: 0,
+                flags: Vec::new(),
+                process: None,
+                parent: None,
+                ancestors: Vec::new(),
+                container: None,
+                kubernetes: None,
+                peer: None,
+                body: nightjar_core::EventBody::NetworkRates(Box::new(r)),
+            })
+            .collect();
+        if (!batch.is_empty() && output.send(batch).await.is_err()) || stopping {
+            return;
+        }
+    }
 }
 
 /// How often the kernel flow table is read.

@@ -649,7 +649,7 @@ fn tcp_lifecycle_is_joined_to_the_connecting_and_accepting_processes() {
             "--output-file",
             output.to_str().unwrap(),
             "--type",
-            "tcp_established,tcp_close,sock_connect,sock_accept,flow",
+            "tcp_established,tcp_close,sock_connect,sock_accept,flow,network_rates",
             "--metrics-addr",
             &format!("127.0.0.1:{metrics_port}"),
             "--xdp-interface",
@@ -658,6 +658,8 @@ fn tcp_lifecycle_is_joined_to_the_connecting_and_accepting_processes() {
             "10.213.0.3/32",
             "--tc-interface",
             &pair.veth_a,
+            "--rates-interval",
+            "1",
         ],
     );
 
@@ -827,6 +829,24 @@ fn tcp_lifecycle_is_joined_to_the_connecting_and_accepting_processes() {
     assert!(count("accepted") >= 5, "{metrics}");
     assert!(count("closed") >= 10, "{metrics}");
     assert!(count("failed") >= 2, "{metrics}");
+    // The JSON stream's rates add up to at least the test's own connections and packets
+    // (rates are rounded to 1/1000 per second and intervals to the millisecond: a little
+    // slack).
+    let rate_total = |field: &str| -> f64 {
+        events
+            .iter()
+            .filter(|e| e["type"] == "network_rates" && e["scope"] == "host")
+            .map(|e| e[field].as_f64().unwrap() * e["interval_ms"].as_f64().unwrap() / 1000.0)
+            .sum()
+    };
+    assert!(
+        rate_total("connections_opened_per_s") >= 4.9,
+        "{}",
+        rate_total("connections_opened_per_s")
+    );
+    assert!(rate_total("connections_accepted_per_s") >= 4.9);
+    assert!(rate_total("connections_failed_per_s") >= 1.9);
+    assert!(rate_total("packets_sent_per_s") >= 24.9);
     let sent = metric(
         &metrics,
         "nightjar_container_packets_total{container=\"host\",direction=\"sent\"} ",

@@ -225,7 +225,7 @@ fn is_zero(v: &u32) -> bool {
 }
 
 /// The kind-specific part of an event. Serialised flat, with `type` naming the variant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventBody {
     /// A process replaced its image; the new image is in [`Event::process`].
@@ -366,6 +366,8 @@ pub enum EventBody {
     /// A TCP connection reached CLOSE: orderly, reset, refused or timed out, with the
     /// kernel's counters for its whole life.
     TcpClose(Box<TcpConnection>),
+    /// Per-container network rates over the last interval (`--rates-interval`).
+    NetworkRates(Box<crate::rates::NetworkRates>),
     /// A connect() matched a connect rule: `denied` (refused with EPERM) or `audited`.
     ConnectPolicy {
         verdict: &'static str,
@@ -515,6 +517,7 @@ impl EventBody {
         "connect_policy",
         "tcp_established",
         "tcp_close",
+        "network_rates",
     ];
 
     pub fn type_name(&self) -> &'static str {
@@ -545,6 +548,7 @@ impl EventBody {
             EventBody::ConnectPolicy { .. } => "connect_policy",
             EventBody::TcpEstablished(_) => "tcp_established",
             EventBody::TcpClose(_) => "tcp_close",
+            EventBody::NetworkRates(_) => "network_rates",
         }
     }
 }

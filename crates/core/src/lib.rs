@@ -8,6 +8,7 @@ pub mod event;
 pub mod filter;
 pub mod network_metrics;
 pub mod pipeline;
+pub mod rates;
 pub mod telemetry;
 pub mod time;
 

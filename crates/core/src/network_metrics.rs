@@ -25,6 +25,7 @@ pub const OTHER: &str = "other";
 pub struct NetworkMetrics {
     telemetry: Arc<Telemetry>,
     seen: HashSet<String>,
+    rates: Option<crate::rates::SharedRates>,
 }
 
 impl NetworkMetrics {
@@ -32,6 +33,20 @@ impl NetworkMetrics {
         Self {
             telemetry,
             seen: HashSet::new(),
+            rates: None,
+        }
+    }
+
+    /// Also gathers counts for `network_rates` events.
+    pub fn with_rates(mut self, rates: crate::rates::SharedRates) -> Self {
+        self.rates = Some(rates);
+        self
+    }
+
+    fn tally(&self, container: &str, update: impl FnOnce(&mut crate::rates::RateCounts)) {
+        if let Some(rates) = &self.rates {
+            let mut table = rates.lock().unwrap_or_else(|e| e.into_inner());
+            update(table.entry(container.to_string()).or_default());
         }
     }
 
@@ -71,6 +86,15 @@ impl Transform for NetworkMetrics {
                     container: self.label(event),
                     direction,
                 };
+                self.tally(&label.container, |c| {
+                    if end == "source" {
+                        c.packets_sent += packets;
+                        c.bytes_sent += bytes;
+                    } else {
+                        c.packets_received += packets;
+                        c.bytes_received += bytes;
+                    }
+                });
                 self.telemetry
                     .container_packets
                     .get_or_create(&label)
@@ -98,6 +122,17 @@ impl Transform for NetworkMetrics {
         let rtt = (closing && !connection.failed() && connection.srtt_us > 0)
             .then(|| f64::from(connection.srtt_us) / 1e6);
         let container = self.label(event);
+        self.tally(&container, |c| {
+            match what {
+                "accepted" => c.accepted += 1,
+                "opened" => c.opened += 1,
+                "failed" => c.failed += 1,
+                _ => c.closed += 1,
+            }
+            if closing {
+                c.retransmits += retransmits;
+            }
+        });
         let t = &self.telemetry;
         t.tcp_connections
             .get_or_create(&ConnectionLabel {
