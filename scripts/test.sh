@@ -5,6 +5,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
+# The container-runtime tests start their own containerd (crates/k8s/tests/support); the demo
+# does not need it, so only the test command installs it.
+test_packages=(containerd runc busybox-static)
+missing=()
+for p in "${test_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test: installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }
+fi
+
 echo "== ABI bindings match bpf/include/abi"
 cargo xtask codegen --check
 echo "== cargo fmt --check"

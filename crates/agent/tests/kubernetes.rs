@@ -240,3 +240,75 @@ fn events_from_a_pods_container_carry_the_pod_from_the_api_until_it_is_deleted()
         "{metrics}"
     );
 }
+
+// The real-containerd harness of the k8s crate's runtime tests (an inline module with a
+// path, so the harness's own submodules resolve beside it).
+#[path = "../../k8s/tests/support"]
+mod k8s_support {
+    pub mod containerd;
+}
+use k8s_support::containerd;
+
+#[test]
+fn a_cri_containers_first_events_carry_its_pod_from_the_runtime() {
+    let _serial = serial();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let harness = runtime.block_on(containerd::Containerd::start());
+    let socket = harness.socket().to_str().unwrap().to_string();
+    // The agent starts first: the pod below is new to it, and its first events must wait for
+    // the runtime's answer (the poller has not seen it yet) rather than go out bare.
+    let agent = Agent::start(&["--cri-socket", &socket, "--type", "process_exec"]);
+    let uid = format!("5eed{:028x}", std::process::id());
+    let uid = format!(
+        "{}-{}-{}-{}-{}",
+        &uid[0..8],
+        &uid[8..12],
+        &uid[12..16],
+        &uid[16..20],
+        &uid[20..32]
+    );
+    let name = format!("cart-{}", std::process::id());
+    let sandbox = runtime.block_on(harness.run_pod(&name, "shop", &uid, &[("app", "cart")]));
+    let container =
+        runtime.block_on(harness.run_container(&sandbox, "cart", &["/bin/sleep", "1000000"]));
+    // A process started in the container (as `kubectl exec` would).
+    let exec = runtime.block_on(async {
+        harness
+            .runtime()
+            .exec_sync(k8s_cri::v1::ExecSyncRequest {
+                container_id: container.clone(),
+                cmd: vec!["/bin/sleep".into(), "0".into()],
+                timeout: 10,
+            })
+            .await
+    });
+    assert!(exec.is_ok(), "{exec:?}");
+    std::thread::sleep(Duration::from_millis(1000));
+    let metrics = agent.metrics();
+    let events = agent.stop();
+    runtime.block_on(async {
+        harness.stop_container(&container).await;
+        harness.remove_container(&container).await;
+        harness.stop_pod(&sandbox).await;
+        harness.remove_pod(&sandbox).await;
+    });
+    let left = harness.shutdown();
+    assert!(left.is_empty(), "{left:?}");
+
+    let in_container: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["container"]["id"] == container.as_str())
+        .collect();
+    assert!(
+        !in_container.is_empty(),
+        "no exec seen in the container:\n{metrics}"
+    );
+    for e in in_container {
+        let k = &e["kubernetes"];
+        assert_eq!(k["pod"], name.as_str(), "{e}");
+        assert_eq!(k["namespace"], "shop", "{e}");
+        assert_eq!(k["pod_uid"], uid.as_str(), "{e}");
+        assert_eq!(k["container"], "cart", "{e}");
+        assert_eq!(k["image"], "docker.io/nightjar/busybox:test", "{e}");
+    }
+}

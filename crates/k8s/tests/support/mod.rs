@@ -1,1 +1,2 @@
 pub mod api_double;
+pub mod containerd;
