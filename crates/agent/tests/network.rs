@@ -1056,3 +1056,84 @@ fn a_full_flow_table_evicts_and_counts_what_it_lost() {
         "a 64-entry table cannot have kept them all"
     );
 }
+
+#[test]
+fn an_idle_flow_times_out_and_a_long_flow_reports_periodically() {
+    let _serial = support::serial();
+    let pair = NetPair::new();
+    let output = std::env::temp_dir().join(format!("nj-timers-{}.json", std::process::id()));
+    let (agent, _log) = agent_in_a(
+        &pair,
+        &[
+            "--output",
+            "json",
+            "--output-file",
+            output.to_str().unwrap(),
+            "--type",
+            "flow",
+            "--groups",
+            "process",
+            "--no-metrics",
+            "--tc-interface",
+            &pair.veth_a,
+            "--flow-idle-timeout",
+            "2",
+            "--flow-report-interval",
+            "1",
+        ],
+    );
+    // Three datagrams, then silence: reported as idle while the agent still runs.
+    let udp = pair
+        .in_a(env!("CARGO_BIN_EXE_nj-trigger"))
+        .args(["udp-send", "10.213.0.2:9998", "3", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&udp.stdout).trim(), "3");
+    // Meanwhile a long flow: 20 echo requests over 4 s.
+    let ping = pair
+        .in_a("ping")
+        .args(["-c", "20", "-i", "0.2", "-q", "10.213.0.2"])
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "{ping:?}");
+    std::thread::sleep(Duration::from_millis(4000));
+    let events = stop(agent, &output);
+    let _ = std::fs::remove_file(&output);
+
+    // One final record, idle, with the 3 datagrams; at most one periodic record before it
+    // (a flow quiet since its last record is not reported again until it ends).
+    let udp: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "flow" && e["destination"]["port"] == 9998)
+        .collect();
+    let (periodic, last): (Vec<&&Value>, Vec<&&Value>) =
+        udp.iter().partition(|e| e["reason"] == "periodic");
+    assert!(periodic.len() <= 1, "{udp:?}");
+    assert_eq!(last.len(), 1, "{udp:?}");
+    assert_eq!(last[0]["reason"], "idle", "{}", last[0]);
+    assert_eq!(last[0]["packets"], 3, "{}", last[0]);
+
+    // The echo requests: periodic records with growing cumulative counts, then one final
+    // record (idle) with all 20.
+    let pings: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["type"] == "flow"
+                && e["protocol"] == "icmp"
+                && e["direction"] == "egress"
+                && e["destination"]["addr"] == "10.213.0.2"
+        })
+        .collect();
+    let periodic: Vec<u64> = pings
+        .iter()
+        .filter(|e| e["reason"] == "periodic")
+        .map(|e| e["packets"].as_u64().unwrap())
+        .collect();
+    assert!(periodic.len() >= 2, "{pings:?}");
+    assert!(periodic.windows(2).all(|w| w[0] <= w[1]), "{periodic:?}");
+    assert!(*periodic.last().unwrap() <= 20);
+    let finals: Vec<&&Value> = pings.iter().filter(|e| e["reason"] != "periodic").collect();
+    assert_eq!(finals.len(), 1, "{pings:?}");
+    assert_eq!(finals[0]["reason"], "idle");
+    assert_eq!(finals[0]["packets"], 20);
+}

@@ -336,7 +336,11 @@ impl FlowTable {
             }
             let since = self.reported.get(&id).copied().unwrap_or(stats.first_ns);
             if now_ns.saturating_sub(since) >= self.timers.report_interval.as_nanos() as u64 {
-                events.push(self.event(&key, &stats, "periodic", now_ns));
+                // A flow quiet since its last record has nothing new to say until it ends.
+                let grown = self.in_records.get(&id).map(|c| c.0) != Some(stats.packets);
+                if grown {
+                    events.push(self.event(&key, &stats, "periodic", now_ns));
+                }
                 self.reported.insert(id, now_ns);
             }
         }
