@@ -28,6 +28,8 @@ pub enum Command {
     Blocklist(BlocklistArgs),
     /// Show what a running agent's XDP programs count.
     Xdp(XdpArgs),
+    /// This node's pods as a running agent sees them: workload, services and importance.
+    Pods(PodsArgs),
     /// The demo's workload (run by `nightjar demo` as a child process).
     #[command(hide = true)]
     DemoWorkload,
@@ -165,6 +167,16 @@ pub struct BlocklistArgs {
     pub socket: PathBuf,
     #[command(subcommand)]
     pub action: BlocklistAction,
+}
+
+#[derive(Debug, Args)]
+pub struct PodsArgs {
+    /// The agent's control socket.
+    #[arg(long, default_value = crate::control::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

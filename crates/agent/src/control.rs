@@ -6,6 +6,7 @@
 //! - `POST /v1/blocklist` `{"cidr": "10.0.0.0/8", "mode": "drop" | "audit"}`: add.
 //! - `DELETE /v1/blocklist?cidr=10.0.0.0/8`: remove; traffic from it passes again.
 //! - `GET /v1/xdp/sources?limit=N`: the busiest source networks XDP saw, by bytes.
+//! - `GET /v1/kubernetes/pods`: this node's pods with workload, services and importance.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,8 @@ pub struct ControlState {
     pub blocklist: Option<Arc<Mutex<Blocklist>>>,
     /// `None` when no XDP interface is attached.
     pub xdp: Option<Arc<Mutex<XdpCounters>>>,
+    /// `None` without Kubernetes metadata.
+    pub pods: Option<nightjar_k8s::annotate::PublishedPods>,
     pub telemetry: Arc<Telemetry>,
 }
 
@@ -177,10 +180,28 @@ async fn sources(
     (StatusCode::OK, Json(json!(list)))
 }
 
+async fn pods(State(state): State<ControlState>) -> Reply {
+    let Some(pods) = &state.pods else {
+        return error(
+            StatusCode::CONFLICT,
+            "no Kubernetes metadata: start the agent with --kubeconfig, --kube-metadata or a CRI socket",
+        );
+    };
+    let mut list: Vec<_> = pods
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    list.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
+    (StatusCode::OK, Json(json!(list)))
+}
+
 fn router(state: ControlState) -> Router {
     Router::new()
         .route("/v1/blocklist", get(list).post(add).delete(remove))
         .route("/v1/xdp/sources", get(sources))
+        .route("/v1/kubernetes/pods", get(pods))
         .with_state(state)
 }
 

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde_json::{json, Value};
 
-use crate::cli::{BlocklistAction, BlocklistArgs, XdpAction, XdpArgs};
+use crate::cli::{BlocklistAction, BlocklistArgs, PodsArgs, XdpAction, XdpArgs};
 use crate::control::{encode_query, request};
 
 /// The agent's error message, or the whole body when it has none.
@@ -86,6 +86,48 @@ pub fn run_xdp(args: &XdpArgs) -> Result<()> {
                     s["bytes"]
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+pub fn run_pods(args: &PodsArgs) -> Result<()> {
+    let (status, body) = request(&args.socket, "GET", "/v1/kubernetes/pods", None)?;
+    if status != 200 {
+        return Err(refusal(status, &body));
+    }
+    if args.json {
+        println!("{body}");
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<36} {:<32} {:<24} {:>6} {:<8}",
+        "NAMESPACE", "POD", "WORKLOAD", "SERVICE", "SCORE", "LEVEL"
+    );
+    for pod in body.as_array().into_iter().flatten() {
+        let workload = format!(
+            "{}/{}",
+            pod["workload"]["kind"].as_str().unwrap_or("?"),
+            pod["workload"]["name"].as_str().unwrap_or("?")
+        );
+        let services = pod["services"].as_array().cloned().unwrap_or_default();
+        let rows = if services.is_empty() {
+            vec![Value::Null]
+        } else {
+            services
+        };
+        for service in rows {
+            println!(
+                "{:<20} {:<36} {:<32} {:<24} {:>6} {:<8}",
+                pod["namespace"].as_str().unwrap_or("?"),
+                pod["pod"].as_str().unwrap_or("?"),
+                workload,
+                service["name"].as_str().unwrap_or("-"),
+                service["importance"]["score"]
+                    .as_f64()
+                    .map_or("-".to_string(), |s| format!("{s:.3}")),
+                service["importance"]["level"].as_str().unwrap_or("-")
+            );
         }
     }
     Ok(())

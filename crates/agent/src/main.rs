@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Command::Doctor => ExitCode::from(doctor::run() as u8),
         Command::Blocklist(args) => report(control_cli::run(&args)),
         Command::Xdp(args) => report(control_cli::run_xdp(&args)),
+        Command::Pods(args) => report(control_cli::run_pods(&args)),
         Command::DemoWorkload => report(workload::run()),
         Command::Agent(args) => {
             // Configuration problems are usage errors: status 2, like an unknown flag.

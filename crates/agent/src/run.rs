@@ -143,11 +143,13 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
         started,
         telemetry: telemetry.clone(),
     }));
+    let mut kube_pods = None;
     let kube_status = if !config.kube_objects.is_empty()
         || config.kube_api.is_some()
         || config.cri_socket.is_some()
     {
         let (annotator, status) = kubernetes(&config, telemetry.clone()).await;
+        kube_pods = Some(annotator.published());
         spawn_resource_sampler(&config, annotator.store().clone(), telemetry.clone());
         pipeline = pipeline.transform(Box::new(annotator));
         pipeline = pipeline.transform(Box::new(nightjar_k8s::rollup::KubeRollup::new(
@@ -178,6 +180,7 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
             let state = crate::control::ControlState {
                 blocklist: blocklist.clone(),
                 xdp: xdp_counters.clone(),
+                pods: kube_pods.clone(),
                 telemetry: telemetry.clone(),
             };
             // Without it the agent still observes and enforces what it was started with.

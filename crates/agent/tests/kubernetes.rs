@@ -158,7 +158,10 @@ fn events_from_a_pods_container_carry_the_pod_from_the_api_until_it_is_deleted()
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = double.kubeconfig(dir.path());
     let cgroup = PodCgroup::new();
+    let control = dir.path().join("control.sock");
     let agent = Agent::start(&[
+        "--control-socket",
+        control.to_str().unwrap(),
         "--kubeconfig",
         kubeconfig.to_str().unwrap(),
         "--node-name",
@@ -173,6 +176,34 @@ fn events_from_a_pods_container_carry_the_pod_from_the_api_until_it_is_deleted()
     wait_for_metric(&agent, "nightjar_kubernetes_pods ", 1);
 
     let in_pod = cgroup.run(&["exit", "0"]);
+    // The pod, its workload and its importance, queried from the running agent.
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new(env!("CARGO_BIN_EXE_nightjar"))
+        .args(["pods", "--json", "--socket", control.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let pods: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = pods
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pod"] == "web-5c9d-k2x7q")
+        .unwrap_or_else(|| panic!("pod not listed: {pods}"));
+    assert_eq!(listed["workload"]["name"], "web", "{listed}");
+    assert_eq!(
+        listed["services"][0]["importance"]["level"], "critical",
+        "{listed}"
+    );
+    let table = Command::new(env!("CARGO_BIN_EXE_nightjar"))
+        .args(["pods", "--socket", control.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("Deployment/web") && table.contains("critical"),
+        "{table}"
+    );
     // CPU and memory from the container's cgroup: 2.5 s of spinning holding 64 MiB.
     let spinner = cgroup.spawn(&["spin", "2500", "64"]);
     std::thread::sleep(Duration::from_millis(2200));

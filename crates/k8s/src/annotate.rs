@@ -88,6 +88,8 @@ pub struct KubeAnnotator {
     lookup: Option<RuntimeLookup>,
     /// When each unknown container was last looked up (bounded).
     looked_up: HashMap<String, Duration>,
+    published: PublishedPods,
+    pruned: Duration,
 }
 
 /// The function behind a [`RuntimeLookup`]: container id in, its pod (if any) out.
@@ -101,6 +103,12 @@ impl std::fmt::Debug for RuntimeLookup {
         f.write_str("RuntimeLookup")
     }
 }
+
+/// The latest context of every pod that had events: what `GET /v1/kubernetes/pods` shows.
+pub type PublishedPods = Arc<std::sync::Mutex<HashMap<Arc<str>, Arc<PodContext>>>>;
+
+/// Pods gone from the index leave the published list this often.
+const PUBLISHED_PRUNE: Duration = Duration::from_secs(30);
 
 /// An unknown container is asked about at most this often.
 const LOOKUP_RETRY: Duration = Duration::from_secs(5);
@@ -139,7 +147,14 @@ impl KubeAnnotator {
             telemetry: None,
             lookup: None,
             looked_up: HashMap::new(),
+            published: PublishedPods::default(),
+            pruned: Duration::ZERO,
         }
+    }
+
+    /// The pods' latest contexts (with importance), for the API.
+    pub fn published(&self) -> PublishedPods {
+        self.published.clone()
     }
 
     /// Lets a container's first events wait (briefly: the lookup bounds it) for its pod from
@@ -238,6 +253,10 @@ impl KubeAnnotator {
         }
         let pod = store.pod(uid)?;
         let context = Arc::new(self.build(store, pod, container, now));
+        self.published
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(uid.clone(), context.clone());
         if self.contexts.len() >= 4 * store.stats().pods.max(1024) {
             self.contexts.clear();
         }
@@ -456,6 +475,15 @@ impl Transform for KubeAnnotator {
     }
 
     fn end_batch(&mut self) {
+        let now = self.started.elapsed();
+        if now.saturating_sub(self.pruned) >= PUBLISHED_PRUNE {
+            self.pruned = now;
+            let store = self.read();
+            self.published
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|uid, _| store.pod(uid).is_some());
+        }
         if let Some(t) = &self.telemetry {
             t.kubernetes_pods.set(self.read().stats().pods as i64);
             let counted = t.kubernetes_unresolved.get();
