@@ -25,13 +25,21 @@ agent_on() {
   for _ in $(seq 100); do grep -q "agent ready" /tmp/njb-agent.log && break; sleep 0.1; done
 }
 agent_off() { kill -INT "$AG"; wait "$AG" || true; AG=; }
-declare -a T0 T1 P0 P1
+# The agent's CPU (user + system) over its TCP and small-packet runs, as % of one core.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$AG/stat"; }
+declare -a T0 T1 P0 P1 C1
 for r in $(seq "$REPS"); do
   T0+=("$(tcp)"); P0+=("$(pps)")
-  agent_on; T1+=("$(tcp)"); P1+=("$(pps)"); agent_off
+  agent_on
+  c0=$(cpu_ticks); w0=$(date +%s.%N)
+  T1+=("$(tcp)"); P1+=("$(pps)")
+  c1=$(cpu_ticks); w1=$(date +%s.%N)
+  C1+=("$(awk -v c="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" -v a="$w0" -v b="$w1" 'BEGIN{printf "%.1f", 100 * c / hz / (b - a)}')")
+  agent_off
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 t0=$(median "${T0[@]}"); t1=$(median "${T1[@]}"); p0=$(median "${P0[@]}"); p1=$(median "${P1[@]}")
 echo "tcp throughput: none $(awk -v v="$t0" 'BEGIN{printf "%.2f", v/1e9}') Gbit/s, agent $(awk -v v="$t1" 'BEGIN{printf "%.2f", v/1e9}') Gbit/s, ratio $(awk -v a="$t1" -v b="$t0" 'BEGIN{printf "%.3f", a/b}')"
+echo "agent CPU during its runs: median $(median "${C1[@]}")% of one core (runs: ${C1[*]})"
 echo "udp 64-byte pps: none $(printf '%.0f' "$p0"), agent $(printf '%.0f' "$p1"), ratio $(awk -v a="$p1" -v b="$p0" 'BEGIN{printf "%.3f", a/b}')"
 pkill -f "iperf3 -s -D -B 10.215.0.2" || true

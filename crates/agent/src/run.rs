@@ -144,11 +144,11 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
         telemetry: telemetry.clone(),
     }));
     let mut kube_pods = None;
-    let kube_status = if !config.kube_objects.is_empty()
+    let kube_sources = if !config.kube_objects.is_empty()
         || config.kube_api.is_some()
         || config.cri_socket.is_some()
     {
-        let (annotator, status) = kubernetes(&config, telemetry.clone()).await;
+        let (annotator, sources) = kubernetes(&config, telemetry.clone()).await;
         kube_pods = Some(annotator.published());
         spawn_resource_sampler(&config, annotator.store().clone(), telemetry.clone());
         pipeline = pipeline.transform(Box::new(annotator));
@@ -156,9 +156,9 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
             telemetry.clone(),
             config.pod_metrics,
         )));
-        status
+        sources
     } else {
-        None
+        KubeSources::default()
     };
     let rates: nightjar_core::rates::SharedRates = Arc::default();
     pipeline = pipeline.transform(Box::new(
@@ -269,10 +269,7 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
                 }
             }
             _ = tick.tick() => {
-                if let Some(status) = &kube_status {
-                    let up = status.up.load(std::sync::atomic::Ordering::Relaxed);
-                    telemetry.kubernetes_api_up.set(i64::from(up));
-                }
+                kube_sources.report(&telemetry);
                 // TC programs load with the first veth that appears.
                 telemetry.programs_attached.set(probes.programs_loaded() as i64);
                 counters.report(&telemetry);
@@ -305,15 +302,35 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     Ok(())
 }
 
+/// How the metadata sources are doing, for the agent's status metrics.
+#[derive(Debug, Default)]
+struct KubeSources {
+    api: Option<Arc<nightjar_k8s::watch::ApiStatus>>,
+    runtime: Option<Arc<nightjar_k8s::cri::RuntimeStatus>>,
+}
+
+impl KubeSources {
+    fn report(&self, telemetry: &Telemetry) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(api) = &self.api {
+            telemetry
+                .kubernetes_api_up
+                .set(i64::from(api.up.load(Relaxed)));
+        }
+        if let Some(runtime) = &self.runtime {
+            telemetry
+                .container_runtime_up
+                .set(i64::from(runtime.up.load(Relaxed)));
+        }
+    }
+}
+
 /// The Kubernetes transform over one index, fed by the metadata file and, when configured,
 /// the API watchers. An API that cannot be reached leaves the agent running, degraded.
 async fn kubernetes(
     config: &AgentConfig,
     telemetry: Arc<Telemetry>,
-) -> (
-    nightjar_k8s::KubeAnnotator,
-    Option<Arc<nightjar_k8s::watch::ApiStatus>>,
-) {
+) -> (nightjar_k8s::KubeAnnotator, KubeSources) {
     let mut store = nightjar_k8s::ClusterStore::new();
     for object in config.kube_objects.iter().cloned() {
         store.apply(nightjar_k8s::Change::Applied(object));
@@ -349,17 +366,26 @@ async fn kubernetes(
     }
     let mut annotator =
         nightjar_k8s::KubeAnnotator::shared(shared.clone()).with_telemetry(telemetry);
+    let mut runtime = None;
     if let Some(socket) = &config.cri_socket {
+        let runtime_status = Arc::new(nightjar_k8s::cri::RuntimeStatus::default());
+        runtime = Some(runtime_status.clone());
         tokio::spawn(nightjar_k8s::cri::poll_runtime(
             socket.clone(),
             shared,
             Duration::from_secs(5),
-            Arc::new(nightjar_k8s::cri::RuntimeStatus::default()),
+            runtime_status,
         ));
         annotator = annotator.with_runtime_lookup(runtime_lookup(socket.clone()));
         tracing::info!(socket = %socket.display(), "Asking the container runtime for pod metadata");
     }
-    (annotator, status)
+    (
+        annotator,
+        KubeSources {
+            api: status,
+            runtime,
+        },
+    )
 }
 
 /// A container's first events wait at most about half a second for the runtime to name its

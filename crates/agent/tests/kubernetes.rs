@@ -326,6 +326,11 @@ fn a_cri_containers_first_events_carry_its_pod_from_the_runtime() {
     let left = harness.shutdown();
     assert!(left.is_empty(), "{left:?}");
 
+    assert_eq!(
+        metric(&metrics, "nightjar_container_runtime_up "),
+        Some(1),
+        "{metrics}"
+    );
     let in_container: Vec<&Value> = events
         .iter()
         .filter(|e| e["container"]["id"] == container.as_str())

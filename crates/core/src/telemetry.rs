@@ -98,6 +98,9 @@ pub struct ObjectEventLabel {
 pub struct EdgeLabel {
     /// The calling workload: `namespace/Kind/name`.
     pub client: String,
+    /// A service the calling pod backs (one series per such service), empty when none: the
+    /// service-to-service view of the same edge.
+    pub client_service: String,
     pub service_namespace: String,
     pub service: String,
 }
@@ -168,6 +171,7 @@ pub struct Telemetry {
     pub service_map_bytes: Family<EdgeLabel, Counter>,
     pub pod_importance: FloatGauges<ImportanceLabel>,
     pub kubernetes_api_up: Gauge,
+    pub container_runtime_up: Gauge,
     pub kubernetes_unresolved: Counter,
     pub flows_created: Counter,
     pub flow_table_entries: Gauge,
@@ -219,6 +223,7 @@ impl Telemetry {
             service_map_bytes: Family::default(),
             pod_importance: Family::default(),
             kubernetes_api_up: Gauge::default(),
+            container_runtime_up: Gauge::default(),
             kubernetes_unresolved: Counter::default(),
             flows_created: Counter::default(),
             flow_table_entries: Gauge::default(),
@@ -395,6 +400,11 @@ impl Telemetry {
                 "kubernetes_api_up",
                 "1 while the Kubernetes API watchers get answers, 0 while they retry",
                 t.kubernetes_api_up.clone(),
+            );
+            r.register(
+                "container_runtime_up",
+                "1 while the container runtime (CRI) answers, 0 while it is retried",
+                t.container_runtime_up.clone(),
             );
             r.register(
                 "kubernetes_unresolved",

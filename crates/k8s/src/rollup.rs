@@ -115,21 +115,41 @@ impl KubeRollup {
         }
     }
 
-    fn edge(&mut self, k: &PodContext, peer: Option<&PeerIdentity>) -> Option<EdgeLabel> {
+    /// The service-map edges of a connection or flow to a service: one per service the
+    /// calling pod backs (or one with an empty client service when it backs none).
+    fn edges(&mut self, k: &PodContext, peer: Option<&PeerIdentity>) -> Vec<EdgeLabel> {
         let Some(PeerIdentity::Service { namespace, name }) = peer else {
-            return None;
+            return Vec::new();
         };
         let client = format!("{}/{}/{}", k.namespace, k.workload.kind, k.workload.name);
-        let admitted = self.edges.admit(ObjectLabel {
-            namespace: client,
-            kind: namespace.to_string(),
-            name: name.to_string(),
-        });
-        Some(EdgeLabel {
-            client: admitted.namespace,
-            service_namespace: admitted.kind,
-            service: admitted.name,
-        })
+        let mut client_services: Vec<String> = k
+            .services
+            .iter()
+            .map(|s| format!("{}/{}", s.namespace, s.name))
+            .collect();
+        if client_services.is_empty() {
+            client_services.push(String::new());
+        }
+        client_services
+            .into_iter()
+            .map(|client_service| {
+                let admitted = self.edges.admit(ObjectLabel {
+                    namespace: format!("{client}|{client_service}"),
+                    kind: namespace.to_string(),
+                    name: name.to_string(),
+                });
+                let (client, client_service) = match admitted.namespace.split_once('|') {
+                    Some((c, s)) => (c.to_string(), s.to_string()),
+                    None => (admitted.namespace.clone(), String::new()),
+                };
+                EdgeLabel {
+                    client,
+                    client_service,
+                    service_namespace: admitted.kind,
+                    service: admitted.name,
+                }
+            })
+            .collect()
     }
 }
 
@@ -168,7 +188,7 @@ impl Transform for KubeRollup {
                 };
                 self.count(&k, what, Family::Connections, 1);
                 if c.direction == "outbound" {
-                    if let Some(edge) = self.edge(&k, event.peer.as_deref()) {
+                    for edge in self.edges(&k, event.peer.as_deref()) {
                         self.telemetry
                             .service_map_connections
                             .get_or_create(&edge)
@@ -188,7 +208,7 @@ impl Transform for KubeRollup {
                 };
                 self.count(&k, what, Family::Bytes, f.new_bytes);
                 self.count(&k, what, Family::Packets, f.new_packets);
-                if let Some(edge) = self.edge(&k, event.peer.as_deref()) {
+                for edge in self.edges(&k, event.peer.as_deref()) {
                     self.telemetry
                         .service_map_bytes
                         .get_or_create(&edge)

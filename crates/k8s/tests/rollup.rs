@@ -197,3 +197,46 @@ fn cpu_and_memory_roll_up_from_container_cgroups() {
     assert!((util("nightjar_k8s_cpu_utilization", "limit") - 0.25).abs() < 1e-9);
     assert!((util("nightjar_k8s_memory_utilization", "request") - 0.9375).abs() < 1e-9);
 }
+
+#[test]
+fn connections_to_a_service_become_service_map_edges() {
+    let telemetry = Arc::new(Telemetry::new());
+    let mut annotator = KubeAnnotator::new(store());
+    let mut rollup = KubeRollup::new(telemetry.clone(), false);
+    // The api pod (backing Service api) connects to web's cluster IP twice.
+    let api = Arc::new(ContainerInfo {
+        id: Some("dddd000000000000000000000000000000000000000000000000000000000004".into()),
+        runtime: Runtime::Containerd,
+        pod_uid: None,
+        unit: None,
+        cgroup: String::new(),
+    });
+    for _ in 0..2 {
+        let mut e = bare(EventBody::TcpEstablished(Box::new(TcpConnection {
+            cookie: 1,
+            direction: "outbound",
+            owner: "connect",
+            local: endpoint("10.244.1.20", 40000),
+            remote: endpoint("10.96.0.10", 80),
+            handshake_us: None,
+            duration_ms: Some(0),
+            srtt_us: 1,
+            retransmits: 0,
+            bytes_acked: 1,
+            bytes_received: 0,
+            segments_in: 1,
+            segments_out: 1,
+            outcome: None,
+            previous_state: None,
+            error: None,
+        })));
+        e.container = Some(api.clone());
+        annotator.annotate(&mut e, Duration::ZERO);
+        rollup.apply(&mut e);
+    }
+    let text = telemetry.encode();
+    let edge = "nightjar_service_map_connections_total{client=\"shop/Deployment/api\",client_service=\"shop/api\",service_namespace=\"shop\",service=\"web\"} 2";
+    assert!(text.contains(edge), "missing {edge} in\n{text}");
+    // No pod-level series without --pod-metrics.
+    assert!(!text.contains("kind=\"Pod\""), "{text}");
+}
