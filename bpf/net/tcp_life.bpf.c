@@ -41,27 +41,24 @@ static __always_inline void nj_tcp_addrs(struct bpf_sock_ops *skops, struct nj_t
 	ev->dport = bpf_ntohl(skops->remote_port);
 }
 
+/* The full TCP socket behind the callback (a BTF pointer), or NULL. */
+static __always_inline struct tcp_sock *nj_tcp_sock(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	return sk ? bpf_skc_to_tcp_sock(sk) : NULL;
+}
+
 /* The cgroup the socket was created in (a passive socket inherits its listener's). */
 static __always_inline __u64 nj_sock_cgroup(struct bpf_sock_ops *skops)
 {
-	struct bpf_sock *sk = skops->sk;
-	if (!sk)
-		return 0;
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-	if (!tp)
-		return 0;
-	return BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.sk_cgrp_data.cgroup, kn, id);
+	struct tcp_sock *tp = nj_tcp_sock(skops);
+	return tp ? BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.sk_cgrp_data.cgroup, kn, id) : 0;
 }
 
 static __always_inline __u32 nj_sock_error(struct bpf_sock_ops *skops)
 {
-	struct bpf_sock *sk = skops->sk;
-	if (!sk)
-		return 0;
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-	if (!tp)
-		return 0;
-	return BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.sk_err);
+	struct tcp_sock *tp = nj_tcp_sock(skops);
+	return tp ? BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.sk_err) : 0;
 }
 
 /* Builds and sends a record for @conn; the header carries the owner, not the current task. */

@@ -495,21 +495,13 @@ async fn emit_rates(
         let now = nightjar_core::time::boottime_ns();
         let batch: Vec<Event> = nightjar_core::rates::drain_rates(&rates, elapsed)
             .into_iter()
-            .map(|r| Event {
-                time: clock.rfc3339(now),
-                ktime_ns: now,
-                node: node.clone(),
-                pid: 0,
-                tid: 0,
-                cgroup_id: 0,
-                flags: Vec::new(),
-                process: None,
-                parent: None,
-                ancestors: Vec::new(),
-                container: None,
-                kubernetes: None,
-                peer: None,
-                body: nightjar_core::EventBody::NetworkRates(Box::new(r)),
+            .map(|r| {
+                Event::unattributed(
+                    clock.rfc3339(now),
+                    now,
+                    node.clone(),
+                    nightjar_core::EventBody::NetworkRates(Box::new(r)),
+                )
             })
             .collect();
         if (!batch.is_empty() && output.send(batch).await.is_err()) || stopping {

@@ -46,6 +46,27 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event no task caused (a flow record, a rates report): no pid, cgroup or context
+    /// yet; attribution and enrichment may fill them in.
+    pub fn unattributed(time: String, ktime_ns: u64, node: Arc<str>, body: EventBody) -> Self {
+        Self {
+            time,
+            ktime_ns,
+            node,
+            pid: 0,
+            tid: 0,
+            cgroup_id: 0,
+            flags: Vec::new(),
+            process: None,
+            parent: None,
+            ancestors: Vec::new(),
+            container: None,
+            kubernetes: None,
+            peer: None,
+            body,
+        }
+    }
+
     /// The event's type name as it appears in JSON (`"process_exec"`, `"file_open"`...).
     pub fn type_name(&self) -> &'static str {
         self.body.type_name()

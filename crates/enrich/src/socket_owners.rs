@@ -395,22 +395,9 @@ mod tests {
     }
 
     fn event(pid: u32, cgroup_id: u64, body: EventBody) -> Event {
-        Event {
-            time: String::new(),
-            ktime_ns: 0,
-            node: Arc::from("n"),
-            pid,
-            tid: pid,
-            cgroup_id,
-            flags: Vec::new(),
-            process: None,
-            parent: None,
-            ancestors: Vec::new(),
-            container: None,
-            kubernetes: None,
-            peer: None,
-            body,
-        }
+        let mut event = Event::unattributed(String::new(), 0, Arc::from("n"), body);
+        (event.pid, event.tid, event.cgroup_id) = (pid, pid, cgroup_id);
+        event
     }
 
     fn tcp(

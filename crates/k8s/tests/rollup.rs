@@ -35,22 +35,7 @@ fn endpoint(addr: &str, port: u16) -> FlowEndpoint {
 }
 
 fn bare(body: EventBody) -> Event {
-    Event {
-        time: String::new(),
-        ktime_ns: 0,
-        node: Arc::from("node-1"),
-        pid: 0,
-        tid: 0,
-        cgroup_id: 0,
-        flags: Vec::new(),
-        process: None,
-        parent: None,
-        ancestors: Vec::new(),
-        container: None,
-        kubernetes: None,
-        peer: None,
-        body,
-    }
+    Event::unattributed(String::new(), 0, Arc::from("node-1"), body)
 }
 
 fn flow(src: &str, dst: &str, bytes: u64, packets: u64) -> Event {

@@ -218,22 +218,17 @@ impl Converter {
                 path: string(&ev.path),
             },
         };
-        Ok(Event {
-            time: self.clock.rfc3339(hdr.ktime_ns),
-            ktime_ns: hdr.ktime_ns,
-            node: self.node.clone(),
-            pid: hdr.tgid,
-            tid: hdr.pid,
-            cgroup_id: hdr.cgroup_id,
-            flags: flag_names(hdr.flags),
-            process: None,
-            parent: None,
-            ancestors: Vec::new(),
-            container: None,
-            kubernetes: None,
-            peer: None,
+        let mut event = Event::unattributed(
+            self.clock.rfc3339(hdr.ktime_ns),
+            hdr.ktime_ns,
+            self.node.clone(),
             body,
-        })
+        );
+        event.pid = hdr.tgid;
+        event.tid = hdr.pid;
+        event.cgroup_id = hdr.cgroup_id;
+        event.flags = flag_names(hdr.flags);
+        Ok(event)
     }
 }
 

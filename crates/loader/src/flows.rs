@@ -214,22 +214,12 @@ impl FlowTable {
             new_packets: stats.packets.saturating_sub(before_packets),
             new_bytes: stats.bytes.saturating_sub(before_bytes),
         };
-        Event {
-            time: self.clock.rfc3339(now_ns),
-            ktime_ns: now_ns,
-            node: self.node.clone(),
-            pid: 0,
-            tid: 0,
-            cgroup_id: 0,
-            flags: Vec::new(),
-            process: None,
-            parent: None,
-            ancestors: Vec::new(),
-            container: None,
-            kubernetes: None,
-            peer: None,
-            body: EventBody::Flow(Box::new(record)),
-        }
+        Event::unattributed(
+            self.clock.rfc3339(now_ns),
+            now_ns,
+            self.node.clone(),
+            EventBody::Flow(Box::new(record)),
+        )
     }
 
     /// Flows due now: ended (FIN/RST and quiet for `end_grace`) and idle ones are reported and
