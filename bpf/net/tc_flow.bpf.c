@@ -158,6 +158,8 @@ static __always_inline int nj_account(struct __sk_buff *skb, __u8 direction)
 	struct nj_flow_stats *stats = bpf_map_lookup_elem(&nj_flows, &key);
 	if (!stats) {
 		struct nj_flow_stats fresh = { .first_ns = now };
+		if (direction == NJ_FLOW_EGRESS)
+			fresh.cgroup_id = bpf_skb_cgroup_id(skb);
 		/* NOEXIST: another CPU may have created it meanwhile; then use theirs. */
 		if (bpf_map_update_elem(&nj_flows, &key, &fresh, BPF_NOEXIST) == 0) {
 			__u32 zero = 0;

@@ -34,7 +34,7 @@ struct nj_flow_key {
 	__u32 _pad1;
 };
 
-/* Counters of one flow. 40 bytes. */
+/* Counters of one flow. 48 bytes. */
 struct nj_flow_stats {
 	__u64 packets;
 	/* skb->len: the frame as TC sees it, link-layer header included. */
@@ -45,6 +45,12 @@ struct nj_flow_stats {
 	/* OR of the TCP flags seen. */
 	__u32 tcp_flags;
 	__u32 _pad0;
+	/*
+	 * Egress only: the cgroup of the socket that sent the flow's first packet, when it was
+	 * sent from this network namespace (0 otherwise). Attributes flows no socket event
+	 * named, such as unconnected UDP.
+	 */
+	__u64 cgroup_id;
 };
 
 /* nj_connect_rule.action */

@@ -535,10 +535,11 @@ pub struct nj_flow_stats {
     pub last_ns: __u64,
     pub tcp_flags: __u32,
     pub _pad0: __u32,
+    pub cgroup_id: __u64,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of nj_flow_stats"][::core::mem::size_of::<nj_flow_stats>() - 40usize];
+    ["Size of nj_flow_stats"][::core::mem::size_of::<nj_flow_stats>() - 48usize];
     ["Alignment of nj_flow_stats"][::core::mem::align_of::<nj_flow_stats>() - 8usize];
     ["Offset of field: nj_flow_stats::packets"]
         [::core::mem::offset_of!(nj_flow_stats, packets) - 0usize];
@@ -552,6 +553,8 @@ const _: () = {
         [::core::mem::offset_of!(nj_flow_stats, tcp_flags) - 32usize];
     ["Offset of field: nj_flow_stats::_pad0"]
         [::core::mem::offset_of!(nj_flow_stats, _pad0) - 36usize];
+    ["Offset of field: nj_flow_stats::cgroup_id"]
+        [::core::mem::offset_of!(nj_flow_stats, cgroup_id) - 40usize];
 };
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]

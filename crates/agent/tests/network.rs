@@ -684,6 +684,13 @@ fn tcp_lifecycle_is_joined_to_the_connecting_and_accepting_processes() {
     assert_eq!(finish(client6), 2);
     assert_eq!(finish(server4), 3000);
     assert_eq!(finish(server6), 2000);
+    // Unconnected UDP (no socket event names it): the kernel's cgroup of the sending socket.
+    let udp = trigger_in(
+        &pair.a,
+        &clients,
+        &["udp-send", "10.213.0.2:7005", "4", "10"],
+    );
+    assert_eq!(finish(udp), 4);
     // Refused: nothing listens on 7003. Timed out: the RST from 10.213.0.3 never arrives.
     let refused = trigger_in(&pair.a, &clients, &["connect", "10.213.0.2:7003"]);
     let refused_pid = refused.id();
@@ -766,6 +773,14 @@ fn tcp_lifecycle_is_joined_to_the_connecting_and_accepting_processes() {
             assert_eq!(&f["packets"], segments, "flow {f} vs connection {e}");
         }
     }
+
+    let udp_flow = events
+        .iter()
+        .find(|f| f["type"] == "flow" && f["destination"]["port"] == 7005)
+        .expect("the UDP flow");
+    assert_eq!(udp_flow["cgroup_id"], clients.id, "{udp_flow}");
+    assert_eq!(udp_flow["socket_end"], "source", "{udp_flow}");
+    assert_eq!(udp_flow["packets"], 4, "{udp_flow}");
 
     // Inbound: reported when accepted, in the server's process and cgroup.
     let accepted = of("tcp_established", servers.id);

@@ -365,6 +365,8 @@ impl Transform for FlowAttribution {
                 self.owners.attributed += 1;
                 self.count("socket");
             }
+            // The kernel may still have named the sending socket's cgroup (egress flows).
+            None if event.cgroup_id != 0 => self.count("cgroup"),
             None => {
                 self.owners.unattributed += 1;
                 self.count("none");

@@ -214,12 +214,20 @@ impl FlowTable {
             new_packets: stats.packets.saturating_sub(before_packets),
             new_bytes: stats.bytes.saturating_sub(before_bytes),
         };
-        Event::unattributed(
+        let mut record = record;
+        // A flow sent from a local socket carries its cgroup from the kernel: its source is
+        // that socket's end, whether or not a socket event names the process too.
+        if stats.cgroup_id != 0 {
+            record.socket_end = Some("source");
+        }
+        let mut event = Event::unattributed(
             self.clock.rfc3339(now_ns),
             now_ns,
             self.node.clone(),
             EventBody::Flow(Box::new(record)),
-        )
+        );
+        event.cgroup_id = stats.cgroup_id;
+        event
     }
 
     /// Flows due now: ended (FIN/RST and quiet for `end_grace`) and idle ones are reported and
