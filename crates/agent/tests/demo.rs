@@ -108,11 +108,17 @@ fn doctor_reports_the_kernel_and_its_fallbacks() {
         text.contains("ready: everything the agent requires is available"),
         "{text}"
     );
+    // Where context would come from: cgroup v2 here (container attribution).
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("yes") && l.contains("cgroup2")),
+        "{text}"
+    );
     // Where fentry is refused (this kernel's lockdown), the fallback must be named.
     if text
         .lines()
         .any(|l| l.trim_start().starts_with("no") && l.contains("fentry"))
     {
-        assert!(text.contains("syscall tracepoints"), "{text}");
+        assert!(text.contains("syscall exit tracepoints"), "{text}");
     }
 }

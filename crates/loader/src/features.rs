@@ -46,7 +46,7 @@ impl KernelFeatures {
         if !self.has("fentry") {
             out.push((
                 "fentry/fexit on kernel functions",
-                "syscall tracepoints (enter/exit pairs)",
+                "syscall exit tracepoints (arguments from the saved registers)",
             ));
         }
         if !self.has("bpf_lsm") {
