@@ -63,6 +63,11 @@ fn status_of(err: &BlocklistError) -> StatusCode {
     }
 }
 
+/// A blocklist CIDR from a request; a 400 naming it when it is not one.
+fn parse_cidr(text: &str) -> Result<Cidr, Reply> {
+    Cidr::parse(text).map_err(|e| error(StatusCode::BAD_REQUEST, format!("blocklist entry {e}")))
+}
+
 async fn list(State(state): State<ControlState>) -> Reply {
     match blocklist(&state) {
         Ok(list) => {
@@ -96,9 +101,9 @@ async fn add(State(state): State<ControlState>, body: axum::body::Bytes) -> Repl
             )
         }
     };
-    let cidr = match Cidr::parse(&request.cidr) {
+    let cidr = match parse_cidr(&request.cidr) {
         Ok(c) => c,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("blocklist entry {e}")),
+        Err(reply) => return reply,
     };
     let list = match blocklist(&state) {
         Ok(list) => list,
@@ -134,9 +139,9 @@ async fn remove(
     let Ok(Query(query)) = query else {
         return error(StatusCode::BAD_REQUEST, "expected ?cidr=NETWORK/LEN");
     };
-    let cidr = match Cidr::parse(&query.cidr) {
+    let cidr = match parse_cidr(&query.cidr) {
         Ok(c) => c,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("blocklist entry {e}")),
+        Err(reply) => return reply,
     };
     let list = match blocklist(&state) {
         Ok(list) => list,

@@ -15,13 +15,19 @@ fn refusal(status: u16, body: &Value) -> anyhow::Error {
     anyhow::anyhow!("the agent refused ({status}): {message}")
 }
 
+/// GETs `target` and returns the JSON answer; the agent's refusal as an error.
+fn get(socket: &std::path::Path, target: &str) -> Result<Value> {
+    let (status, body) = request(socket, "GET", target, None)?;
+    if status != 200 {
+        return Err(refusal(status, &body));
+    }
+    Ok(body)
+}
+
 pub fn run(args: &BlocklistArgs) -> Result<()> {
     match &args.action {
         BlocklistAction::List { json } => {
-            let (status, body) = request(&args.socket, "GET", "/v1/blocklist", None)?;
-            if status != 200 {
-                return Err(refusal(status, &body));
-            }
+            let body = get(&args.socket, "/v1/blocklist")?;
             if *json {
                 println!("{body}");
                 return Ok(());
@@ -64,11 +70,7 @@ pub fn run(args: &BlocklistArgs) -> Result<()> {
 pub fn run_xdp(args: &XdpArgs) -> Result<()> {
     match &args.action {
         XdpAction::Sources { limit, json } => {
-            let target = format!("/v1/xdp/sources?limit={limit}");
-            let (status, body) = request(&args.socket, "GET", &target, None)?;
-            if status != 200 {
-                return Err(refusal(status, &body));
-            }
+            let body = get(&args.socket, &format!("/v1/xdp/sources?limit={limit}"))?;
             if *json {
                 println!("{body}");
                 return Ok(());
@@ -92,10 +94,7 @@ pub fn run_xdp(args: &XdpArgs) -> Result<()> {
 }
 
 pub fn run_pods(args: &PodsArgs) -> Result<()> {
-    let (status, body) = request(&args.socket, "GET", "/v1/kubernetes/pods", None)?;
-    if status != 200 {
-        return Err(refusal(status, &body));
-    }
+    let body = get(&args.socket, "/v1/kubernetes/pods")?;
     if args.json {
         println!("{body}");
         return Ok(());
