@@ -388,8 +388,9 @@ async fn kubernetes(
     )
 }
 
-/// A container's first events wait at most about half a second for the runtime to name its
-/// pod. Runs inside the pipeline task on the multi-threaded runtime (block_in_place).
+/// A container's first events wait for the runtime to name its pod, bounded by a 250 ms connect
+/// and a 250 ms call timeout. Runs inside the pipeline task on the multi-threaded runtime
+/// (block_in_place): while it waits, the pipeline waits, and the ring buffer absorbs it.
 fn runtime_lookup(socket: std::path::PathBuf) -> nightjar_k8s::annotate::RuntimeLookup {
     let handle = tokio::runtime::Handle::current();
     let mut client: Option<nightjar_k8s::cri::CriClient> = None;

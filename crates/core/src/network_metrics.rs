@@ -5,12 +5,13 @@
 //! Label values are bounded: past [`MAX_CONTAINERS`] distinct containers, new ones count
 //! under `other`, so a churning node cannot grow the registry without limit.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::event::{Event, EventBody};
 use crate::pipeline::Transform;
-use crate::telemetry::{ConnectionLabel, ContainerDirectionLabel, ContainerLabel, Telemetry};
+use crate::telemetry::{
+    ConnectionLabel, ContainerDirectionLabel, ContainerLabel, LabelBudget, Telemetry,
+};
 
 /// Distinct container label values kept before new ones fold into `other`.
 pub const MAX_CONTAINERS: usize = 1024;
@@ -24,7 +25,7 @@ pub const OTHER: &str = "other";
 #[derive(Debug)]
 pub struct NetworkMetrics {
     telemetry: Arc<Telemetry>,
-    seen: HashSet<String>,
+    containers: LabelBudget,
     rates: Option<crate::rates::SharedRates>,
 }
 
@@ -32,7 +33,7 @@ impl NetworkMetrics {
     pub fn new(telemetry: Arc<Telemetry>) -> Self {
         Self {
             telemetry,
-            seen: HashSet::new(),
+            containers: LabelBudget::new(MAX_CONTAINERS),
             rates: None,
         }
     }
@@ -55,15 +56,13 @@ impl NetworkMetrics {
         let Some(id) = event.container.as_ref().and_then(|c| c.id.as_deref()) else {
             return HOST.to_string();
         };
-        let short = &id[..id.len().min(12)];
-        if self.seen.contains(short) {
-            return short.to_string();
+        // Ids are hex; `get` keeps an odd one from splitting a character.
+        let short = id.get(..12).unwrap_or(id);
+        if self.containers.admit(short) {
+            short.to_string()
+        } else {
+            OTHER.to_string()
         }
-        if self.seen.len() >= MAX_CONTAINERS {
-            return OTHER.to_string();
-        }
-        self.seen.insert(short.to_string());
-        short.to_string()
     }
 }
 
@@ -310,7 +309,7 @@ mod tests {
             );
             m.apply(&mut e);
         }
-        assert_eq!(m.seen.len(), MAX_CONTAINERS);
+        assert_eq!(m.containers.len(), MAX_CONTAINERS);
         let text = t.encode();
         assert!(
             text.contains("nightjar_tcp_connections_total{container=\"other\",event=\"opened\"} 5"),

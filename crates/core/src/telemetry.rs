@@ -112,6 +112,44 @@ pub struct ImportanceLabel {
     pub service: String,
 }
 
+/// Bounds the label values a metric family may grow: the first `capacity` distinct keys are
+/// admitted, later ones are to be folded into an `other` series by the caller.
+#[derive(Debug)]
+pub struct LabelBudget {
+    seen: std::collections::HashSet<String>,
+    capacity: usize,
+}
+
+impl LabelBudget {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            seen: std::collections::HashSet::new(),
+            capacity,
+        }
+    }
+
+    /// True when `key` has its own series (already, or newly within the budget).
+    pub fn admit(&mut self, key: &str) -> bool {
+        if self.seen.contains(key) {
+            return true;
+        }
+        if self.seen.len() >= self.capacity {
+            return false;
+        }
+        self.seen.insert(key.to_string());
+        true
+    }
+
+    /// Keys admitted so far.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
 /// A float gauge family.
 pub type FloatGauges<L> = Family<L, Gauge<f64, std::sync::atomic::AtomicU64>>;
 

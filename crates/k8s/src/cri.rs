@@ -7,7 +7,7 @@
 //! owners, IPs and readiness, always win over them. A container's first events ask the
 //! runtime directly ([`CriClient::pod_of_container`]) rather than going out bare.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -290,7 +290,9 @@ pub async fn poll_runtime(
     status: Arc<RuntimeStatus>,
 ) {
     let mut client: Option<CriClient> = None;
-    let mut known: HashSet<(String, String, String)> = HashSet::new();
+    // Each pod's identity -> what was last applied for it: an unchanged pod is not applied
+    // again, so the index's generation (and every cached context) survives quiet polls.
+    let mut known: HashMap<(String, String, String), String> = HashMap::new();
     let mut backoff = interval;
     loop {
         if client.is_none() {
@@ -316,17 +318,22 @@ pub async fn poll_runtime(
             Ok(pods) => {
                 status.up.store(true, Ordering::Relaxed);
                 status.pods.store(pods.len() as u64, Ordering::Relaxed);
-                let mut now = HashSet::new();
+                let mut now = HashMap::new();
                 for pod in pods {
                     let meta = pod.metadata();
-                    now.insert((
+                    let key = (
                         meta.namespace.clone().unwrap_or_default(),
                         meta.name.clone().unwrap_or_default(),
                         meta.uid.clone().unwrap_or_default(),
-                    ));
-                    apply(&store, Change::Applied(pod));
+                    );
+                    let Object::Pod(inner) = &pod else { continue };
+                    let fingerprint = serde_json::to_string(inner).unwrap_or_default();
+                    if known.get(&key) != Some(&fingerprint) {
+                        apply(&store, Change::Applied(pod));
+                    }
+                    now.insert(key, fingerprint);
                 }
-                for (namespace, name, uid) in known.difference(&now) {
+                for (namespace, name, uid) in known.keys().filter(|k| !now.contains_key(*k)) {
                     let gone = Pod {
                         metadata: ObjectMeta {
                             namespace: Some(namespace.clone()),

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nightjar_core::telemetry::{ObjectEventLabel, ObjectLabel, Telemetry};
+use nightjar_core::telemetry::{LabelBudget, ObjectEventLabel, ObjectLabel, Telemetry};
 
-use crate::rollup::SeriesBudget;
+use crate::rollup::{admit, MAX_SERIES};
 use crate::store::ClusterStore;
 
 /// Where the cgroup files are.
@@ -150,7 +150,7 @@ pub struct ResourceSampler {
     telemetry: Arc<Telemetry>,
     pods: bool,
     last_cpu: HashMap<String, u64>,
-    budget: SeriesBudget,
+    budget: LabelBudget,
 }
 
 impl ResourceSampler {
@@ -160,7 +160,7 @@ impl ResourceSampler {
             telemetry,
             pods,
             last_cpu: HashMap::new(),
-            budget: SeriesBudget::default(),
+            budget: LabelBudget::new(MAX_SERIES),
         }
     }
 
@@ -214,7 +214,7 @@ impl ResourceSampler {
                 });
             }
             for unit in units {
-                let unit = self.budget.admit(unit);
+                let unit = admit(&mut self.budget, unit);
                 let t = by_unit.entry(unit).or_default();
                 t.cpu_seconds += pod_totals.cpu_seconds;
                 t.memory += pod_totals.memory;

@@ -4,13 +4,13 @@
 //! Label cardinality is bounded twice: pod-level series only with `--pod-metrics`, and at
 //! most [`MAX_SERIES`] distinct units or edges; past that, new ones count under `other`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nightjar_core::pipeline::Transform;
 use nightjar_core::telemetry::{
-    EdgeLabel, ImportanceLabel, ObjectEventLabel, ObjectLabel, Telemetry,
+    EdgeLabel, ImportanceLabel, LabelBudget, ObjectEventLabel, ObjectLabel, Telemetry,
 };
 use nightjar_core::{Event, EventBody, PeerIdentity, PodContext};
 
@@ -47,28 +47,16 @@ pub fn units(k: &PodContext, pods: bool) -> Vec<ObjectLabel> {
     out
 }
 
-/// Keeps label sets within a budget.
-#[derive(Debug, Default)]
-pub struct SeriesBudget {
-    seen: HashSet<(String, String, String)>,
-}
-
-impl SeriesBudget {
-    /// The unit as labelled, or folded into `other` once the budget is spent.
-    pub fn admit(&mut self, unit: ObjectLabel) -> ObjectLabel {
-        let key = (unit.namespace.clone(), unit.kind.clone(), unit.name.clone());
-        if self.seen.contains(&key) {
-            return unit;
-        }
-        if self.seen.len() >= MAX_SERIES {
-            return ObjectLabel {
-                namespace: "other".into(),
-                kind: unit.kind,
-                name: "other".into(),
-            };
-        }
-        self.seen.insert(key);
-        unit
+/// The unit as labelled, or folded into `other` once `budget` is spent.
+pub fn admit(budget: &mut LabelBudget, unit: ObjectLabel) -> ObjectLabel {
+    let key = format!("{}/{}/{}", unit.namespace, unit.kind, unit.name);
+    if budget.admit(&key) {
+        return unit;
+    }
+    ObjectLabel {
+        namespace: "other".into(),
+        kind: unit.kind,
+        name: "other".into(),
     }
 }
 
@@ -77,9 +65,12 @@ impl SeriesBudget {
 pub struct KubeRollup {
     telemetry: Arc<Telemetry>,
     pods: bool,
-    units: SeriesBudget,
-    edges: SeriesBudget,
+    units: LabelBudget,
+    edges: LabelBudget,
     importance_reset: Instant,
+    /// The context each pod's importance gauges were last set from: they are set again only
+    /// when it changes, not on every event.
+    importance_from: HashMap<Arc<str>, Arc<PodContext>>,
 }
 
 impl KubeRollup {
@@ -88,9 +79,10 @@ impl KubeRollup {
         Self {
             telemetry,
             pods,
-            units: SeriesBudget::default(),
-            edges: SeriesBudget::default(),
+            units: LabelBudget::new(MAX_SERIES),
+            edges: LabelBudget::new(MAX_SERIES),
             importance_reset: Instant::now(),
+            importance_from: HashMap::new(),
         }
     }
 
@@ -99,7 +91,7 @@ impl KubeRollup {
             return;
         }
         for unit in units(k, self.pods) {
-            let unit = self.units.admit(unit);
+            let unit = admit(&mut self.units, unit);
             let label = ObjectEventLabel {
                 namespace: unit.namespace,
                 kind: unit.kind,
@@ -133,20 +125,21 @@ impl KubeRollup {
         client_services
             .into_iter()
             .map(|client_service| {
-                let admitted = self.edges.admit(ObjectLabel {
-                    namespace: format!("{client}|{client_service}"),
-                    kind: namespace.to_string(),
-                    name: name.to_string(),
-                });
-                let (client, client_service) = match admitted.namespace.split_once('|') {
-                    Some((c, s)) => (c.to_string(), s.to_string()),
-                    None => (admitted.namespace.clone(), String::new()),
-                };
-                EdgeLabel {
-                    client,
-                    client_service,
-                    service_namespace: admitted.kind,
-                    service: admitted.name,
+                let key = format!("{client} {client_service} {namespace}/{name}");
+                if self.edges.admit(&key) {
+                    EdgeLabel {
+                        client: client.clone(),
+                        client_service,
+                        service_namespace: namespace.to_string(),
+                        service: name.to_string(),
+                    }
+                } else {
+                    EdgeLabel {
+                        client: "other".into(),
+                        client_service: String::new(),
+                        service_namespace: "other".into(),
+                        service: "other".into(),
+                    }
                 }
             })
             .collect()
@@ -169,15 +162,22 @@ impl Transform for KubeRollup {
         let Some(k) = event.kubernetes.clone() else {
             return true;
         };
-        for s in &k.services {
-            self.telemetry
-                .pod_importance
-                .get_or_create(&ImportanceLabel {
-                    namespace: k.namespace.to_string(),
-                    pod: k.pod.to_string(),
-                    service: s.name.to_string(),
-                })
-                .set(s.importance.score);
+        let fresh = !self
+            .importance_from
+            .get(&k.pod_uid)
+            .is_some_and(|last| Arc::ptr_eq(last, &k));
+        if fresh {
+            for s in &k.services {
+                self.telemetry
+                    .pod_importance
+                    .get_or_create(&ImportanceLabel {
+                        namespace: k.namespace.to_string(),
+                        pod: k.pod.to_string(),
+                        service: s.name.to_string(),
+                    })
+                    .set(s.importance.score);
+            }
+            self.importance_from.insert(k.pod_uid.clone(), k.clone());
         }
         match &event.body {
             EventBody::TcpEstablished(c) => {
@@ -223,6 +223,7 @@ impl Transform for KubeRollup {
     fn end_batch(&mut self) {
         if self.importance_reset.elapsed() >= IMPORTANCE_RESET {
             self.telemetry.pod_importance.clear();
+            self.importance_from.clear();
             self.importance_reset = Instant::now();
         }
     }

@@ -61,25 +61,14 @@ fn runtime_pod(uid: &str, name: &str, container_id: &str) -> Object {
 }
 
 fn event(container: &Arc<ContainerInfo>) -> Event {
-    Event {
-        time: String::new(),
-        ktime_ns: 0,
-        node: Arc::from("node-1"),
-        pid: 1,
-        tid: 1,
-        cgroup_id: 1,
-        flags: Vec::new(),
-        process: None,
-        parent: None,
-        ancestors: Vec::new(),
-        container: Some(container.clone()),
-        kubernetes: None,
-        peer: None,
-        body: EventBody::ProcessFork {
-            child_pid: 2,
-            child_start_time_ns: 0,
-        },
-    }
+    let fork = EventBody::ProcessFork {
+        child_pid: 2,
+        child_start_time_ns: 0,
+    };
+    let mut event = Event::unattributed(String::new(), 0, Arc::from("node-1"), fork);
+    (event.pid, event.tid, event.cgroup_id) = (1, 1, 1);
+    event.container = Some(container.clone());
+    event
 }
 
 #[test]

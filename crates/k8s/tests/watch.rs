@@ -59,31 +59,19 @@ fn pods(store: &SharedStore) -> Vec<String> {
 }
 
 fn fork_in(container: &str) -> Event {
-    Event {
-        time: String::new(),
-        ktime_ns: 0,
-        node: Arc::from("node-1"),
-        pid: 1,
-        tid: 1,
-        cgroup_id: 1,
-        flags: Vec::new(),
-        process: None,
-        parent: None,
-        ancestors: Vec::new(),
-        container: Some(Arc::new(ContainerInfo {
-            id: Some(container.to_string()),
-            runtime: Runtime::Containerd,
-            pod_uid: None,
-            unit: None,
-            cgroup: String::new(),
-        })),
-        kubernetes: None,
-        peer: None,
-        body: EventBody::ProcessFork {
-            child_pid: 2,
-            child_start_time_ns: 0,
-        },
-    }
+    let fork = EventBody::ProcessFork {
+        child_pid: 2,
+        child_start_time_ns: 0,
+    };
+    let mut event = Event::unattributed(String::new(), 0, Arc::from("node-1"), fork);
+    event.container = Some(Arc::new(ContainerInfo {
+        id: Some(container.to_string()),
+        runtime: Runtime::Containerd,
+        pod_uid: None,
+        unit: None,
+        cgroup: String::new(),
+    }));
+    event
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -147,11 +147,7 @@ impl Blocklist {
     fn counts(&self, index: u32) -> [u64; 2] {
         self.stats
             .get(&index, 0)
-            .map(|values| {
-                values
-                    .iter()
-                    .fold([0, 0], |acc, v| [acc[0] + v[0], acc[1] + v[1]])
-            })
+            .map(|values| crate::xdp::sum(values.iter().copied()))
             .unwrap_or([0, 0])
     }
 

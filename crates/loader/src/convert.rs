@@ -433,14 +433,11 @@ fn sock_body(ev: &nj_sock_event) -> Result<EventBody, ConvertError> {
     })
 }
 
-/// An address of a record that keeps IPv4 in the first 4 of 16 bytes.
 fn endpoint(family: u8, addr: [u8; 16], port: u16) -> FlowEndpoint {
-    let addr = if u32::from(family) == NJ_AF_INET6 {
-        IpAddr::V6(Ipv6Addr::from(addr))
-    } else {
-        IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
-    };
-    FlowEndpoint { addr, port }
+    FlowEndpoint {
+        addr: crate::flows::addr(family, &addr),
+        port,
+    }
 }
 
 /// TCP states by number (include/net/tcp_states.h).

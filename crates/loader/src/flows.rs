@@ -89,7 +89,9 @@ fn key_bytes(key: &nj_flow_key) -> [u8; 48] {
 
 const _: () = assert!(core::mem::size_of::<nj_flow_key>() == 48);
 
-fn addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
+/// An address of an ABI record that keeps IPv4 in the first 4 of 16 bytes (flow keys, TCP
+/// records).
+pub(crate) fn addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
     if u32::from(family) == NJ_AF_INET6 {
         IpAddr::V6(Ipv6Addr::from(*bytes))
     } else {
@@ -326,7 +328,7 @@ impl FlowTable {
                 events.push(self.event(&key, &stats, reason, now_ns));
                 if self.map.remove(&FlowKey(key)).is_ok() {
                     self.removed += 1;
-                    self.live -= 1;
+                    self.live = self.live.saturating_sub(1);
                 }
                 self.reported.remove(&id);
                 self.counted.remove(&id);

@@ -50,7 +50,8 @@ impl std::fmt::Debug for XdpCounters {
     }
 }
 
-fn sum(values: impl Iterator<Item = [u64; 2]>) -> [u64; 2] {
+/// Packets and bytes summed over the per-CPU values of a counter.
+pub(crate) fn sum(values: impl Iterator<Item = [u64; 2]>) -> [u64; 2] {
     values.fold([0, 0], |acc, v| [acc[0] + v[0], acc[1] + v[1]])
 }
 
