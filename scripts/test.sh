@@ -25,4 +25,6 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test (tier 0 and tier 1)"
-cargo test --workspace -- --test-threads=1
+# A hang fails the run with a name instead of eating CI's budget: each test's own waits are
+# bounded, and this bounds the whole suite (a cold run takes about 6 minutes).
+timeout --kill-after=30s 40m cargo test --workspace -- --test-threads=1

@@ -32,7 +32,10 @@ fn process_exec_fork_exit_with_ancestry_and_cgroup() {
         .spawn()
         .unwrap();
     let exec_pid = exiter.id();
-    assert_eq!(exiter.wait().unwrap().code(), Some(7));
+    assert_eq!(
+        wait_within(&mut exiter, TRIGGER_LIMIT, "nj-trigger exit").code(),
+        Some(7)
+    );
     // A shell that forks a child inside the cgroup.
     let sh = cg
         .command("/bin/sh")
@@ -40,13 +43,15 @@ fn process_exec_fork_exit_with_ancestry_and_cgroup() {
         .spawn()
         .unwrap();
     let sh_pid = sh.id();
-    assert!(sh.wait_with_output().unwrap().status.success());
+    assert!(output_within(sh, TRIGGER_LIMIT, "sh -c nj-trigger")
+        .status
+        .success());
     // A process killed by a signal.
     let mut sleeper = cg.command("/bin/sleep").arg("30").spawn().unwrap();
     let sleeper_pid = sleeper.id();
     std::thread::sleep(Duration::from_millis(200));
     sleeper.kill().unwrap();
-    sleeper.wait().unwrap();
+    wait_within(&mut sleeper, TRIGGER_LIMIT, "the killed sleep");
     std::thread::sleep(Duration::from_millis(300));
 
     let events = agent.stop();
@@ -242,7 +247,11 @@ fn privilege_and_system_events() {
     assert_eq!(ret, 0);
     let (kill_pid, ret) = cg.trigger(&["kill", &target_pid, "15"]);
     assert_eq!(ret, 0);
-    target.wait().unwrap();
+    wait_within(
+        &mut target,
+        TRIGGER_LIMIT,
+        "the ptraced sleep to die of SIGTERM",
+    );
     let (mount_pid, ret) = cg.trigger(&["mount-tmpfs", mnt_path.to_str().unwrap()]);
     assert_eq!(ret, 0);
     let (umount_pid, ret) = cg.trigger(&["umount", mnt_path.to_str().unwrap()]);
@@ -341,7 +350,9 @@ fn network_syscalls_with_addresses() {
         }
     };
     let client_port = client.local_addr().unwrap().port();
-    assert!(server.wait_with_output().unwrap().status.success());
+    assert!(output_within(server, TRIGGER_LIMIT, "the accepting server")
+        .status
+        .success());
     drop(client);
     std::thread::sleep(Duration::from_millis(300));
     let events = agent.stop();

@@ -83,7 +83,11 @@ impl PodCgroup {
     fn run(&self, args: &[&str]) -> u32 {
         let child = self.spawn(args);
         let pid = child.id();
-        assert!(child.wait_with_output().unwrap().status.success());
+        assert!(
+            output_within(child, TRIGGER_LIMIT, "nj-trigger in the pod cgroup")
+                .status
+                .success()
+        );
         pid
     }
 }
@@ -208,7 +212,9 @@ fn events_from_a_pods_container_carry_the_pod_from_the_api_until_it_is_deleted()
     let spinner = cgroup.spawn(&["spin", "2500", "64"]);
     std::thread::sleep(Duration::from_millis(2200));
     let during = agent.metrics();
-    assert!(spinner.wait_with_output().unwrap().status.success());
+    assert!(output_within(spinner, TRIGGER_LIMIT, "the spinner")
+        .status
+        .success());
     let value = |kind: &str, name: &str, family: &str| -> f64 {
         during
             .lines()

@@ -136,7 +136,7 @@ fn stop(mut agent: AgentGuard, output: &std::path::Path) -> Vec<Value> {
     let mut child = agent.0.take().expect("agent running");
     // SAFETY: signalling our own child (nsenter execs the agent in place).
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    assert!(child.wait().unwrap().success());
+    assert!(support::wait_within(&mut child, support::STOP_LIMIT, "the agent to stop").success());
     support::read_events(output)
 }
 
@@ -216,7 +216,11 @@ fn tc_flows_count_exactly_what_was_sent() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&connect.stdout).trim(), "0");
-    server.wait().unwrap();
+    support::wait_within(
+        &mut server,
+        support::TRIGGER_LIMIT,
+        "the server in namespace B",
+    );
     std::thread::sleep(Duration::from_millis(1500));
     let metrics = metrics_in(&pair.a, metrics_port);
     let events = stop(agent, &output);
@@ -353,7 +357,11 @@ fn connect_rules_deny_with_eperm_and_audit_without_refusing() {
     };
     assert_eq!(connect("7777"), -1, "a denied connect gets EPERM");
     assert_eq!(connect("7778"), 0, "an audited connect goes through");
-    server.wait().unwrap();
+    support::wait_within(
+        &mut server,
+        support::TRIGGER_LIMIT,
+        "the server in namespace B",
+    );
     // Outside the scope the port is untouched (refused by B's stack, not by us); inside it,
     // and in a cgroup below it, the connect gets EPERM.
     assert_eq!(connect("7779"), -111);
@@ -612,7 +620,7 @@ fn trigger_in(ns: &str, cgroup: &support::TestCgroup, args: &[&str]) -> Child {
 }
 
 fn finish(child: Child) -> i64 {
-    let out = child.wait_with_output().unwrap();
+    let out = support::output_within(child, support::TRIGGER_LIMIT, "nj-trigger");
     assert!(out.status.success(), "{out:?}");
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
@@ -997,7 +1005,7 @@ fn blocklist_changes_at_runtime_and_removing_an_entry_restores_traffic() {
     let mut child = agent.0.take().unwrap();
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    assert!(child.wait().unwrap().success());
+    assert!(support::wait_within(&mut child, support::STOP_LIMIT, "the agent to stop").success());
     // A stopped agent leaves no socket; the CLI then says what is wrong.
     assert!(!socket.exists(), "control socket left behind");
     let (ok, text) = blocklist_cli(&socket, &["list"]);

@@ -170,6 +170,13 @@ impl ResourceSampler {
         let Some(root) = self.mounts.v2.clone() else {
             return 0;
         };
+        // No pod with a running container on this node: nothing to look for in the tree.
+        if !store
+            .pods()
+            .any(|pod| pod.containers.iter().any(|c| c.id.is_some()))
+        {
+            return 0;
+        }
         let cgroups = container_cgroups(&root);
         let mut by_unit: HashMap<ObjectLabel, Totals> = HashMap::new();
         let mut read = 0;

@@ -97,9 +97,24 @@ fn main() -> ExitCode {
                 let pid = num(&args, 1) as i32;
                 let r = libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0);
                 if r == 0 {
-                    let mut status = 0;
-                    libc::waitpid(pid, &mut status, 0);
-                    libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+                    // Detach only from the attach's own SIGSTOP. An attach that lands while
+                    // the target is still finishing execve stops first with the exec SIGTRAP;
+                    // detaching then would leave the SIGSTOP pending and the target stopped
+                    // for good (a stopped process ignores SIGTERM until continued).
+                    loop {
+                        let mut status = 0;
+                        if libc::waitpid(pid, &mut status, libc::__WALL) != pid {
+                            break;
+                        }
+                        if libc::WIFSTOPPED(status) && libc::WSTOPSIG(status) == libc::SIGSTOP {
+                            libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+                            break;
+                        }
+                        if !libc::WIFSTOPPED(status) {
+                            break;
+                        }
+                        libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
+                    }
                 }
                 r
             }

@@ -13,6 +13,61 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Longest one nj-trigger action may take; every action is one or two syscalls.
+pub const TRIGGER_LIMIT: Duration = Duration::from_secs(60);
+/// Longest the agent may take to detach and flush after SIGINT.
+pub const STOP_LIMIT: Duration = Duration::from_secs(60);
+
+/// Waits for `child` to exit, at most `limit`: a test that would hang instead fails, naming
+/// what it waited for (a hung CI run says nothing about where it hung).
+pub fn wait_within(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let state = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("State:"))
+                        .map(str::to_string)
+                })
+                .unwrap_or_default();
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "waited {limit:?} for {what} (pid {}, {state}); killed it",
+                child.id()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// [`wait_within`] that also collects piped stdout and stderr, read on their own threads so
+/// a full pipe cannot stall the child.
+pub fn output_within(mut child: Child, limit: Duration, what: &str) -> std::process::Output {
+    fn collect(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    }
+    let stdout = collect(child.stdout.take());
+    let stderr = collect(child.stderr.take());
+    let status = wait_within(&mut child, limit, what);
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
 /// Kernel tests run one at a time even under a parallel test runner: each loads the whole
 /// agent, and the detach test counts every program named nj_* on the machine.
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -66,7 +121,7 @@ impl TestCgroup {
             .spawn()
             .expect("spawn nj-trigger");
         let pid = child.id();
-        let out = child.wait_with_output().unwrap();
+        let out = output_within(child, TRIGGER_LIMIT, &format!("nj-trigger {args:?}"));
         assert!(out.status.success(), "nj-trigger {args:?} failed: {out:?}");
         let ret = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
         (pid, ret)
@@ -162,7 +217,7 @@ impl Agent {
         let mut child = self.child.take().unwrap();
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        let status = child.wait().unwrap();
+        let status = wait_within(&mut child, STOP_LIMIT, "the agent to stop after SIGINT");
         assert!(status.success(), "agent exited with {status}");
         read_events(&self.output)
     }
