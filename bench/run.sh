@@ -12,15 +12,17 @@ OPEN_N=${OPEN_N:-400000}        # open+close of one file   (~1 s)
 CONNECT_N=${CONNECT_N:-15000}   # TCP connect/accept/close (~1.5 s)
 HTTP_SECS=${HTTP_SECS:-5} HTTP_THREADS=${HTTP_THREADS:-2} HTTP_CONNS=${HTTP_CONNS:-32}
 WORKLOADS=exec,open,connect,http
-MONITORS=none,nightjar,nightjar-all-opens,auditd,bpftrace-count,bpftrace-print
-ALL_MONITORS=$MONITORS
+MONITORS=none,nightjar,nightjar-all-opens,auditd,bpftrace-noop,bpftrace-count,bpftrace-print
+# nightjar-base: the same default configuration from $NIGHTJAR_BASE_BIN (another commit's
+# build), for before/after in one run; not in the default set.
+ALL_MONITORS=$MONITORS,nightjar-base
 
 usage() {
   cat <<EOF
 usage: bash bench/run.sh [--only exec,open,connect,http] [--monitors m1,m2] [--reps R] [--quick]
        [--exec-n N] [--open-n N] [--connect-n N] [--http-secs S]
 monitors: $ALL_MONITORS ('none' is always added: it is the baseline)
-env: NIGHTJAR_BIN REPS EXEC_N OPEN_N CONNECT_N HTTP_SECS HTTP_THREADS HTTP_CONNS
+env: NIGHTJAR_BIN NIGHTJAR_BASE_BIN REPS EXEC_N OPEN_N CONNECT_N HTTP_SECS HTTP_THREADS HTTP_CONNS
 EOF
 }
 while (($#)); do
@@ -116,14 +118,15 @@ mon_start() {
   local extra=()
   case $1 in
     none) return 0 ;;
-    nightjar|nightjar-all-opens)
+    nightjar|nightjar-all-opens|nightjar-base)
       [[ $1 == nightjar-all-opens ]] && extra=(--file-prefix /)
       METRICS_PORT=$(free_port)
-      local cmd=("$NIGHTJAR_COPY" agent --output json --output-file "$RUN/events.jsonl"
+      local bin=$NIGHTJAR_COPY; [[ $1 == nightjar-base ]] && bin=$NIGHTJAR_BASE_COPY
+      local cmd=("$bin" agent --output json --output-file "$RUN/events.jsonl"
                  --metrics-addr "127.0.0.1:$METRICS_PORT" "${extra[@]}")
       show "$NIGHTJAR_BIN" "${cmd[@]:1}"; "${cmd[@]}" >"$RUN/monitor.log" 2>&1 & MON_PID=$!
       wait_until 60 metrics_up ;;
-    bpftrace-count|bpftrace-print)
+    bpftrace-noop|bpftrace-count|bpftrace-print)
       BT_PROBES=$(grep -o 'tracepoint:[a-z0-9_]*:[a-z0-9_]*' "$BENCH/monitors/$1.bt" | wc -l)
       show bpftrace -o "$RUN/bt.out" "$BENCH/monitors/$1.bt"
       bpftrace -o "$RUN/bt.out" "$BENCH/monitors/$1.bt" >"$RUN/monitor.log" 2>&1 & MON_PID=$!
@@ -306,6 +309,11 @@ if [[ ,$MONITORS, == *,nightjar* && ! -x $NIGHTJAR_BIN ]]; then
 fi
 # Run a private copy: a cargo build replacing the binary mid-benchmark must not mix versions.
 NIGHTJAR_COPY="$TMP/nightjar"; [[ ,$MONITORS, == *,nightjar* ]] && cp "$NIGHTJAR_BIN" "$NIGHTJAR_COPY"
+NIGHTJAR_BASE_COPY="$TMP/nightjar-base"
+if [[ ,$MONITORS, == *,nightjar-base,* ]]; then
+  if [[ -x ${NIGHTJAR_BASE_BIN:-} ]]; then cp "$NIGHTJAR_BASE_BIN" "$NIGHTJAR_BASE_COPY"
+  else drop_monitor nightjar-base "set NIGHTJAR_BASE_BIN to another build to compare with"; fi
+fi
 audit_setup
 
 META=$(jq -n --arg date "$(date -Is)" --arg kernel "$(uname -r)" --arg cpus "$(nproc)" \

@@ -15,6 +15,9 @@
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, NJ_TCP_CONNS_MAX);
+	/* Per-CPU free lists: every connect on the host updates this map, and the common LRU
+	 * list's lock is what an update costs most. Each CPU then evicts from its own share. */
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, __u64);
 	__type(value, struct nj_tcp_conn);
 } nj_tcp_conns SEC(".maps") __weak;

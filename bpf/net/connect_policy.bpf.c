@@ -29,6 +29,13 @@ struct {
 	__type(value, __u32);
 } nj_connect_scopes SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nj_connect_config);
+} nj_connect_config SEC(".maps");
+
 /* Longest match for (scope, port, addr), then for (scope, any port, addr). */
 static __always_inline struct nj_connect_rule *nj_match_in(__u64 scope, __u16 port,
 							  const __u8 *addr)
@@ -51,6 +58,14 @@ static __always_inline struct nj_connect_rule *nj_match_in(__u64 scope, __u16 po
  */
 static __always_inline struct nj_connect_rule *nj_match(__u16 port, const __u8 *addr)
 {
+	__u32 zero = 0;
+	struct nj_connect_config *config = bpf_map_lookup_elem(&nj_connect_config, &zero);
+
+	/* Every connect on the host passes here: without rules, no lookups at all. */
+	if (!config || config->rules == 0)
+		return NULL;
+	if (config->scoped == 0)
+		return nj_match_in(0, port, addr);
 	#pragma unroll
 	for (int level = NJ_CONNECT_SCOPE_DEPTH; level > 0; level--) {
 		__u64 id = bpf_get_current_ancestor_cgroup_id(level);

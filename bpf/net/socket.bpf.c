@@ -98,12 +98,16 @@ static __always_inline void nj_claim_accepted(struct sock *sk, __u64 cookie)
 static __always_inline int nj_accept_exit(struct trace_event_raw_sys_exit *ctx, __u32 syscall)
 {
 	__u64 args[6];
+	struct sock *accepted = NULL;
+	__u64 cookie = 0;
 
 	if (ctx->ret >= 0) {
-		struct sock *accepted = nj_sock_from_fd(ctx->ret);
+		accepted = nj_sock_from_fd(ctx->ret);
 		__u16 protocol = accepted ? BPF_CORE_READ(accepted, sk_protocol) : 0;
+		if (accepted)
+			cookie = nj_sock_cookie(accepted);
 		if (protocol == IPPROTO_TCP)
-			nj_claim_accepted(accepted, nj_sock_cookie(accepted));
+			nj_claim_accepted(accepted, cookie);
 	}
 	if (!nj_syscall_args(args))
 		return 0;
@@ -113,10 +117,11 @@ static __always_inline int nj_accept_exit(struct trace_event_raw_sys_exit *ctx, 
 		return 0;
 	if (syscall == NJ_SYS_ACCEPT4)
 		ev->extra = args[3];
-	struct sock *sk = ctx->ret >= 0 ? nj_sock_from_fd(ctx->ret) : nj_sock_from_fd(args[0]);
+	/* The accepted socket, looked up once above; a failed accept names the listener. */
+	struct sock *sk = ctx->ret >= 0 ? accepted : nj_sock_from_fd(args[0]);
 	if (sk) {
 		nj_read_sock(sk, ev);
-		ev->cookie = nj_sock_cookie(sk);
+		ev->cookie = sk == accepted ? cookie : nj_sock_cookie(sk);
 	}
 	nj_submit(ev, sizeof(*ev), NJ_KIND_SOCK_ACCEPT);
 	return 0;

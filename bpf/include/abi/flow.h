@@ -83,6 +83,18 @@ struct nj_connect_rule {
 	__u32 rule_id;
 };
 
+/*
+ * Value of nj_connect_config, an array of one: how many rules the connect hook has to match,
+ * so that with none (the default) it skips the trie, and with no scoped rule the walk up
+ * the caller's cgroup ancestors. 8 bytes.
+ */
+struct nj_connect_config {
+	/* Rules in nj_connect_rules. */
+	__u32 rules;
+	/* Of those, rules scoped to a cgroup. */
+	__u32 scoped;
+};
+
 /* Most blocklist entries (sizes the per-entry counters). */
 #define NJ_BLOCKLIST_MAX 1024
 

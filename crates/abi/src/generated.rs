@@ -597,6 +597,21 @@ const _: () = {
 };
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
+pub struct nj_connect_config {
+    pub rules: __u32,
+    pub scoped: __u32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nj_connect_config"][::core::mem::size_of::<nj_connect_config>() - 8usize];
+    ["Alignment of nj_connect_config"][::core::mem::align_of::<nj_connect_config>() - 4usize];
+    ["Offset of field: nj_connect_config::rules"]
+        [::core::mem::offset_of!(nj_connect_config, rules) - 0usize];
+    ["Offset of field: nj_connect_config::scoped"]
+        [::core::mem::offset_of!(nj_connect_config, scoped) - 4usize];
+};
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
 pub struct nj_cidr_key {
     pub prefixlen: __u32,
     pub addr: [__u8; 16usize],

@@ -90,6 +90,9 @@ pub struct SocketOwners {
     config: SocketOwnersConfig,
     entries: HashMap<SocketKey, Entry>,
     order: VecDeque<(SocketKey, u64)>,
+    /// Closed connections in the order they closed (so oldest first): expiry pops from the
+    /// front instead of scanning the table at every batch.
+    closed: VecDeque<(SocketKey, u64, Duration)>,
     generation: u64,
     /// Flows attributed and not, for the agent's metrics.
     pub attributed: u64,
@@ -120,6 +123,7 @@ impl SocketOwners {
             config,
             entries: HashMap::new(),
             order: VecDeque::new(),
+            closed: VecDeque::new(),
             generation: 0,
             attributed: 0,
             unattributed: 0,
@@ -190,16 +194,11 @@ impl SocketOwners {
                     local: pair(&c.local),
                     remote: Some(pair(&c.remote)),
                 };
-                match self.entries.get_mut(&key) {
-                    Some(entry) => entry.closed_at = Some(now),
-                    // Never established (refused): its SYNs are still a flow of that process.
-                    None => {
-                        self.insert(key, owner);
-                        if let Some(entry) = self.entries.get_mut(&key) {
-                            entry.closed_at = Some(now);
-                        }
-                    }
+                // Never established (refused): its SYNs are still a flow of that process.
+                if !self.entries.contains_key(&key) {
+                    self.insert(key, owner);
                 }
+                self.mark_closed(key, now);
             }
             EventBody::SockConnect(op) if op.protocol == Some("udp") => {
                 let succeeded = op.result.ret == 0;
@@ -277,13 +276,40 @@ impl SocketOwners {
         None
     }
 
-    /// Forgets connections closed more than `linger` ago.
+    fn mark_closed(&mut self, key: SocketKey, now: Duration) {
+        let Some(entry) = self.entries.get_mut(&key) else {
+            return;
+        };
+        if entry.closed_at.is_none() {
+            entry.closed_at = Some(now);
+            self.closed.push_back((key, entry.generation, now));
+        }
+    }
+
+    /// Forgets connections closed more than `linger` ago. Costs the number expired, not the
+    /// table size: it runs after every batch.
     pub fn expire(&mut self, now: Duration) {
         let linger = self.config.linger;
-        self.entries.retain(|_, e| {
-            !e.closed_at
-                .is_some_and(|at| now.saturating_sub(at) >= linger)
-        });
+        while let Some(&(key, generation, at)) = self.closed.front() {
+            if now.saturating_sub(at) < linger {
+                break;
+            }
+            self.closed.pop_front();
+            // The key may have been evicted, or reused by a newer connection since.
+            if self
+                .entries
+                .get(&key)
+                .is_some_and(|e| e.generation == generation)
+            {
+                self.entries.remove(&key);
+            }
+        }
+        // Entries closed and then evicted leave stale queue items; keep the queue bounded.
+        if self.closed.len() > 2 * self.config.capacity {
+            let entries = &self.entries;
+            self.closed
+                .retain(|(k, g, _)| entries.get(k).is_some_and(|e| e.generation == *g));
+        }
     }
 }
 

@@ -7,9 +7,12 @@ use std::path::Path;
 use nightjar_core::pipeline::{Sink, SinkError};
 use nightjar_core::Event;
 
+use crate::json_encode::EventEncoder;
+
 /// Writes each event as one line of JSON to stdout or a file. Buffered; flushed per batch.
 pub struct JsonLinesSink {
     out: BufWriter<Box<dyn Write + Send>>,
+    encoder: EventEncoder,
 }
 
 impl std::fmt::Debug for JsonLinesSink {
@@ -32,6 +35,7 @@ impl JsonLinesSink {
     pub fn to_writer(writer: Box<dyn Write + Send>) -> Self {
         Self {
             out: BufWriter::with_capacity(256 * 1024, writer),
+            encoder: EventEncoder::new(),
         }
     }
 }
@@ -49,7 +53,7 @@ impl Sink for JsonLinesSink {
     }
 
     fn write(&mut self, event: &Event) -> Result<(), SinkError> {
-        serde_json::to_writer(&mut self.out, event).map_err(|e| io_error(e.into()))?;
+        self.encoder.write(&mut self.out, event).map_err(io_error)?;
         self.out.write_all(b"\n").map_err(io_error)
     }
 

@@ -12,13 +12,21 @@ use aya::maps::{LpmTrie, MapData, PerCpuArray, RingBuf};
 use aya::programs::{RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use nightjar_abi::{
-    nj_prefix_key, nj_topdir_key, NJ_PREFIX_ANY_ACCESS, NJ_PREFIX_MAX, NJ_PREFIX_WRITE_ONLY,
-    NJ_TOPDIR_MAX,
+    nj_connect_config, nj_prefix_key, nj_topdir_key, NJ_PREFIX_ANY_ACCESS, NJ_PREFIX_MAX,
+    NJ_PREFIX_WRITE_ONLY, NJ_TOPDIR_MAX,
 };
 
 use crate::catalog::{self, Group, Hook, ProgramSpec};
 use crate::counters::KernelCounters;
 use crate::objects;
+
+/// Value of `nj_connect_config`, wrapped so Aya may copy it (the Pod impl must sit on a
+/// local type).
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy)]
+struct ConnectConfig(nj_connect_config);
+// SAFETY: repr(transparent) over a bindgen repr(C) struct of two u32.
+unsafe impl aya::Pod for ConnectConfig {}
 
 /// Path prefixes where every open is reported by default: secrets and credentials, boot and
 /// kernel memory, Kubernetes service-account tokens. Chosen like Falco's "read sensitive file"
@@ -410,11 +418,25 @@ impl KernelProbes {
             .ok_or_else(|| missing_map("nj_connect_scopes"))?;
         let mut scopes: BpfHashMap<&mut MapData, u64, u32> =
             BpfHashMap::try_from(map).map_err(|e| map_error("nj_connect_scopes", e))?;
+        let config = ConnectConfig(nj_connect_config {
+            rules: rules.len() as u32,
+            scoped: scoped.len() as u32,
+        });
         for id in scoped {
             scopes
                 .insert(id, 1, 0)
                 .map_err(|e| map_error("nj_connect_scopes", e))?;
         }
+        // Written after the rules, so the hook never looks for rules that are not there yet.
+        let map = self
+            .ebpf
+            .map_mut("nj_connect_config")
+            .ok_or_else(|| missing_map("nj_connect_config"))?;
+        let mut array: aya::maps::Array<&mut MapData, ConnectConfig> =
+            aya::maps::Array::try_from(map).map_err(|e| map_error("nj_connect_config", e))?;
+        array
+            .set(0, config, 0)
+            .map_err(|e| map_error("nj_connect_config", e))?;
         Ok(())
     }
 
