@@ -134,10 +134,15 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
         .seed_from_procfs(std::path::Path::new("/proc"))
         .context("reading /proc")?;
     tracing::info!(processes = seeded, "Process cache seeded from /proc");
-    // Flows first get the owner of their socket, then enrichment names it.
-    pipeline = pipeline.transform(Box::new(
-        nightjar_enrich::FlowAttribution::new(Default::default()).with_telemetry(telemetry.clone()),
-    ));
+    // Flows first get the owner of their socket, then enrichment names it. Without TC there
+    // are no flow records, and learning every socket's 5-tuple would only cost CPU (a fifth of
+    // the agent's under a connect storm).
+    if flow_table.is_some() {
+        pipeline = pipeline.transform(Box::new(
+            nightjar_enrich::FlowAttribution::new(Default::default())
+                .with_telemetry(telemetry.clone()),
+        ));
+    }
     pipeline = pipeline.transform(Box::new(EnrichTransform {
         enricher,
         started,
