@@ -156,19 +156,12 @@ impl SocketOwners {
             let Some((old, generation)) = self.order.pop_front() else {
                 break;
             };
-            if self
-                .entries
-                .get(&old)
-                .is_some_and(|e| e.generation == generation)
-            {
-                self.entries.remove(&old);
-            }
+            self.remove_if_current(old, generation);
         }
         // Stale queue entries (re-inserted keys) are skipped above; keep the queue bounded.
         if self.order.len() > 2 * self.config.capacity {
             let entries = &self.entries;
-            self.order
-                .retain(|(k, g)| entries.get(k).is_some_and(|e| e.generation == *g));
+            self.order.retain(|&(k, g)| is_current(entries, k, g));
         }
     }
 
@@ -296,21 +289,28 @@ impl SocketOwners {
             }
             self.closed.pop_front();
             // The key may have been evicted, or reused by a newer connection since.
-            if self
-                .entries
-                .get(&key)
-                .is_some_and(|e| e.generation == generation)
-            {
-                self.entries.remove(&key);
-            }
+            self.remove_if_current(key, generation);
         }
         // Entries closed and then evicted leave stale queue items; keep the queue bounded.
         if self.closed.len() > 2 * self.config.capacity {
             let entries = &self.entries;
-            self.closed
-                .retain(|(k, g, _)| entries.get(k).is_some_and(|e| e.generation == *g));
+            self.closed.retain(|&(k, g, _)| is_current(entries, k, g));
         }
     }
+
+    /// Removes `key` if it is still the entry queued at `generation`, not a newer one.
+    fn remove_if_current(&mut self, key: SocketKey, generation: u64) {
+        if is_current(&self.entries, key, generation) {
+            self.entries.remove(&key);
+        }
+    }
+}
+
+/// Whether a queue item (key, generation) still names the live entry for that key.
+fn is_current(entries: &HashMap<SocketKey, Entry>, key: SocketKey, generation: u64) -> bool {
+    entries
+        .get(&key)
+        .is_some_and(|e| e.generation == generation)
 }
 
 fn protocol_number(name: &str) -> Option<u8> {
@@ -582,6 +582,34 @@ mod tests {
         let mut sent = flow("egress", "udp", ep("10.0.0.1", 6000), ep("10.0.0.7", 9999));
         t.apply(&mut sent);
         assert_eq!(sent.pid, 40);
+    }
+
+    #[test]
+    fn a_port_reused_after_close_is_not_expired_with_the_old_connection() {
+        let mut owners = SocketOwners::default();
+        let (local, remote) = (ep("10.0.0.1", 5000), ep("10.0.0.2", 80));
+        let established = |pid| {
+            event(
+                pid,
+                1,
+                EventBody::TcpEstablished(tcp(local.clone(), remote.clone(), None)),
+            )
+        };
+        let closed = event(
+            7,
+            1,
+            EventBody::TcpClose(tcp(local.clone(), remote.clone(), Some("closed"))),
+        );
+        owners.learn(&established(7), Duration::ZERO);
+        owners.learn(&closed, Duration::from_secs(1));
+        // The same 5-tuple, a new connection of another process, before the old one expires.
+        owners.learn(&established(8), Duration::from_secs(2));
+        owners.expire(Duration::from_secs(40));
+        assert_eq!(
+            owners.owner_of(TCP, &local, &remote, true).map(|o| o.0.pid),
+            Some(8),
+            "the new connection outlives the old one's linger"
+        );
     }
 
     #[test]

@@ -150,6 +150,8 @@ pub struct ResourceSampler {
     telemetry: Arc<Telemetry>,
     pods: bool,
     last_cpu: HashMap<String, u64>,
+    /// Container id -> cgroup path (relative to the v2 root), from the last walk of the tree.
+    cgroups: HashMap<String, String>,
     budget: LabelBudget,
 }
 
@@ -160,6 +162,7 @@ impl ResourceSampler {
             telemetry,
             pods,
             last_cpu: HashMap::new(),
+            cgroups: HashMap::new(),
             budget: LabelBudget::new(MAX_SERIES),
         }
     }
@@ -177,7 +180,22 @@ impl ResourceSampler {
         {
             return 0;
         }
-        let cgroups = container_cgroups(&root);
+        // Walk the tree only when a container is not where the last walk found it (new, or
+        // restarted): one stat per container instead of a walk of every cgroup per sample.
+        let moved = |cgroups: &HashMap<String, String>, id: &str| {
+            cgroups
+                .get(id)
+                .is_none_or(|relative| !root.join(relative.trim_start_matches('/')).is_dir())
+        };
+        if store
+            .pods()
+            .flat_map(|pod| pod.containers.iter())
+            .filter_map(|c| c.id.as_deref())
+            .any(|id| moved(&self.cgroups, id))
+        {
+            self.cgroups = container_cgroups(&root);
+        }
+        let cgroups = &self.cgroups;
         let mut by_unit: HashMap<ObjectLabel, Totals> = HashMap::new();
         let mut read = 0;
         let mut seen = HashMap::new();

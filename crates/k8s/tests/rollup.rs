@@ -142,13 +142,29 @@ fn cpu_and_memory_roll_up_from_container_cgroups() {
     write(&b, 5_000_000, 30 << 20);
     let telemetry = Arc::new(Telemetry::new());
     let mounts = CgroupMounts {
-        v2: Some(root),
+        v2: Some(root.clone()),
         v1_cpuacct: None,
         v1_memory: None,
     };
     let mut sampler = ResourceSampler::new(mounts, telemetry.clone(), true);
     let store = store();
-    assert_eq!(sampler.sample(&store, Duration::from_secs(10)), 2);
+    // The fixture's other running containers (pods of other workloads) get cgroups too, empty
+    // ones: every container is then where the sampler last found it.
+    for (i, id) in store
+        .pods()
+        .flat_map(|pod| pod.containers.iter())
+        .filter_map(|c| c.id.as_deref())
+        .filter(|id| ![A, B].contains(id))
+        .enumerate()
+    {
+        std::fs::create_dir_all(root.join(format!("kubepods/other{i}/{id}"))).unwrap();
+    }
+    let running = store
+        .pods()
+        .flat_map(|pod| pod.containers.iter())
+        .filter(|c| c.id.is_some())
+        .count();
+    assert_eq!(sampler.sample(&store, Duration::from_secs(10)), running);
     // Ten seconds later a used 2.5 s of CPU, b 0.5 s.
     write(&a, 3_500_000, 60 << 20);
     write(&b, 5_500_000, 30 << 20);
@@ -181,6 +197,24 @@ fn cpu_and_memory_roll_up_from_container_cgroups() {
     assert!((util("nightjar_k8s_cpu_utilization", "request") - 1.0).abs() < 1e-9);
     assert!((util("nightjar_k8s_cpu_utilization", "limit") - 0.25).abs() < 1e-9);
     assert!((util("nightjar_k8s_memory_utilization", "request") - 0.9375).abs() < 1e-9);
+
+    // The sampler remembers where containers live; b's cgroup moving (a restart under another
+    // parent) sends it back to the tree, so b is still read.
+    let moved = root.join("kubepods/besteffort/pod22222222-2222-2222-2222-222222222222");
+    std::fs::create_dir_all(&moved).unwrap();
+    std::fs::rename(&b, moved.join(B)).unwrap();
+    write(&moved.join(B), 6_000_000, 40 << 20);
+    assert_eq!(sampler.sample(&store, Duration::from_secs(10)), running);
+    let text = telemetry.encode();
+    assert_eq!(
+        total(
+            &text,
+            "nightjar_k8s_memory_bytes",
+            &["kind=\"Pod\"", "name=\"web-7d4b9c-bbbbb\""]
+        ),
+        (40 << 20) as f64,
+        "b's memory is read from where its cgroup moved"
+    );
 }
 
 #[test]
