@@ -71,6 +71,8 @@ pub struct FlowTable {
     traffic: HashMap<(u32, u8), (u64, u64)>,
     clock: BootClock,
     node: Arc<str>,
+    /// False once the kernel refused a batch lookup: read entry by entry from then on.
+    batch_reads: bool,
 }
 
 impl std::fmt::Debug for FlowTable {
@@ -166,6 +168,7 @@ impl FlowTable {
             traffic: HashMap::new(),
             clock,
             node,
+            batch_reads: true,
         }
     }
 
@@ -291,9 +294,25 @@ impl FlowTable {
             .unwrap_or(0)
     }
 
+    /// Every entry of the kernel table: in chunks with one syscall each where the kernel has
+    /// batch lookups, else one entry (two syscalls) at a time.
+    fn read_table(&mut self) -> Vec<(FlowKey, FlowStats)> {
+        use aya::maps::IterableMap;
+        if self.batch_reads {
+            match crate::map_batch::lookup_all(self.map.map()) {
+                Ok(entries) => return entries,
+                Err(err) => {
+                    tracing::debug!(error = %err, "No batch map lookups: reading the flow table entry by entry");
+                    self.batch_reads = false;
+                }
+            }
+        }
+        self.map.iter().filter_map(Result::ok).collect()
+    }
+
     fn collect(&mut self, now_ns: u64, all: bool) -> Vec<Event> {
         let created = self.created_total();
-        let entries: Vec<(FlowKey, FlowStats)> = self.map.iter().filter_map(Result::ok).collect();
+        let entries = self.read_table();
         let estimate = created
             .saturating_sub(self.removed)
             .saturating_sub(entries.len() as u64);

@@ -13,6 +13,7 @@ pub mod counters;
 pub mod features;
 pub mod flows;
 pub mod links;
+mod map_batch;
 mod names;
 mod objects;
 pub mod probes;
