@@ -302,7 +302,7 @@ impl FlowTable {
             match crate::map_batch::lookup_all(self.map.map()) {
                 Ok(entries) => return entries,
                 Err(err) => {
-                    tracing::debug!(error = %err, "No batch map lookups: reading the flow table entry by entry");
+                    tracing::warn!(error = %err, "No batch map lookups: reading the flow table entry by entry (more CPU per poll)");
                     self.batch_reads = false;
                 }
             }
