@@ -38,6 +38,13 @@ mod tests {
     #[test]
     fn args() {
         assert_eq!(split_args(b"ls\0-l\0/tmp\0"), vec!["ls", "-l", "/tmp"]);
+        // /proc/<pid>/cmdline of a process that rewrote its title has no NULs at all.
+        assert_eq!(
+            split_args(b"nginx: worker process"),
+            ["nginx: worker process"]
+        );
+        assert_eq!(split_args(b"a\0\0b\0"), ["a", "", "b"]);
+        assert_eq!(split_args(b"\xff\0"), ["\u{fffd}"]);
         assert_eq!(split_args(b"ls\0-l"), vec!["ls", "-l"]);
         assert_eq!(split_args(b"a\0\0b\0"), vec!["a", "", "b"]);
         assert!(split_args(b"").is_empty());

@@ -163,18 +163,8 @@ fn read_cmdline(path: &Path) -> Result<(Vec<String>, bool), ProcReadError> {
         .map_err(|e| classify(e, "cmdline"))?;
     let truncated = bytes.len() > MAX_CMDLINE_BYTES;
     bytes.truncate(MAX_CMDLINE_BYTES);
-    Ok((split_args(&bytes), truncated))
-}
-
-fn split_args(bytes: &[u8]) -> Vec<String> {
-    let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
-    if bytes.is_empty() {
-        return Vec::new();
-    }
-    bytes
-        .split(|&b| b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect()
+    // Split as the kernel's argv records are (nightjar-abi), so both read the same way.
+    Ok((nightjar_abi::split_args(&bytes), truncated))
 }
 
 fn read_required(dir: &Path, file: &'static str) -> Result<String, ProcReadError> {
@@ -251,21 +241,6 @@ mod tests {
         let text = "12:memory:/user.slice\n0::/system.slice/nginx.service\n";
         assert_eq!(cgroup_v2_path(text), Some("/system.slice/nginx.service"));
         assert_eq!(cgroup_v2_path("4:memory:/x\n"), None);
-    }
-
-    #[test]
-    fn args() {
-        assert_eq!(
-            split_args(b"/bin/sh\0-c\0echo hi\0"),
-            ["/bin/sh", "-c", "echo hi"]
-        );
-        assert_eq!(split_args(b""), Vec::<String>::new());
-        assert_eq!(
-            split_args(b"nginx: worker process"),
-            ["nginx: worker process"]
-        );
-        assert_eq!(split_args(b"a\0\0b\0"), ["a", "", "b"]);
-        assert_eq!(split_args(b"\xff\0"), ["\u{fffd}"]);
     }
 
     #[test]
