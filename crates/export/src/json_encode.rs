@@ -45,6 +45,20 @@ impl<T: Serialize> Fragments<T> {
         Ok(())
     }
 
+    /// Writes `name` (`,"process":`) and the object, when there is one.
+    fn member(
+        &mut self,
+        out: &mut impl Write,
+        name: &[u8],
+        object: Option<&Arc<T>>,
+    ) -> io::Result<()> {
+        let Some(object) = object else {
+            return Ok(());
+        };
+        out.write_all(name)?;
+        self.write(out, object)
+    }
+
     fn len(&self) -> usize {
         self.encoded.len()
     }
@@ -120,26 +134,18 @@ impl EventEncoder {
             out.write_all(b",\"flags\":")?;
             json(out, flags)?;
         }
-        if let Some(process) = process {
-            out.write_all(b",\"process\":")?;
-            self.processes.write(out, process)?;
-        }
-        if let Some(parent) = parent {
-            out.write_all(b",\"parent\":")?;
-            self.processes.write(out, parent)?;
-        }
+        self.processes
+            .member(out, b",\"process\":", process.as_ref())?;
+        self.processes
+            .member(out, b",\"parent\":", parent.as_ref())?;
         if !ancestors.is_empty() {
             out.write_all(b",\"ancestors\":")?;
             json(out, ancestors)?;
         }
-        if let Some(container) = container {
-            out.write_all(b",\"container\":")?;
-            self.containers.write(out, container)?;
-        }
-        if let Some(kubernetes) = kubernetes {
-            out.write_all(b",\"kubernetes\":")?;
-            self.pods.write(out, kubernetes)?;
-        }
+        self.containers
+            .member(out, b",\"container\":", container.as_ref())?;
+        self.pods
+            .member(out, b",\"kubernetes\":", kubernetes.as_ref())?;
         if let Some(peer) = peer {
             out.write_all(b",\"peer\":")?;
             json(out, peer)?;
