@@ -381,7 +381,12 @@ async fn kubernetes(
             Duration::from_secs(5),
             runtime_status,
         ));
-        annotator = annotator.with_runtime_lookup(runtime_lookup(socket.clone()));
+        // A container's first events wait for the runtime to name its pod (bounded; a runtime
+        // that fails is left alone for a while).
+        annotator = annotator.with_runtime_lookup(nightjar_k8s::runtime_lookup::blocking(
+            socket.clone(),
+            Duration::from_millis(250),
+        ));
         tracing::info!(socket = %socket.display(), "Asking the container runtime for pod metadata");
     }
     (
@@ -391,35 +396,6 @@ async fn kubernetes(
             runtime,
         },
     )
-}
-
-/// A container's first events wait for the runtime to name its pod, bounded by a 250 ms connect
-/// and a 250 ms call timeout. Runs inside the pipeline task on the multi-threaded runtime
-/// (block_in_place): while it waits, the pipeline waits, and the ring buffer absorbs it.
-fn runtime_lookup(socket: std::path::PathBuf) -> nightjar_k8s::annotate::RuntimeLookup {
-    let handle = tokio::runtime::Handle::current();
-    let mut client: Option<nightjar_k8s::cri::CriClient> = None;
-    nightjar_k8s::annotate::RuntimeLookup(Box::new(move |id: &str| {
-        tokio::task::block_in_place(|| {
-            handle.block_on(async {
-                if client.is_none() {
-                    client =
-                        nightjar_k8s::cri::CriClient::connect(&socket, Duration::from_millis(250))
-                            .await
-                            .ok();
-                }
-                let c = client.as_mut()?;
-                match tokio::time::timeout(Duration::from_millis(250), c.pod_of_container(id)).await
-                {
-                    Ok(Ok(pod)) => pod,
-                    _ => {
-                        client = None;
-                        None
-                    }
-                }
-            })
-        })
-    }))
 }
 
 /// Reads this node's pods' CPU and memory from their cgroups every `resource_interval`.

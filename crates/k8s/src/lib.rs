@@ -16,6 +16,7 @@ pub mod importance;
 pub mod objects;
 pub mod resources;
 pub mod rollup;
+pub mod runtime_lookup;
 pub mod store;
 pub mod watch;
 

@@ -152,3 +152,76 @@ fn the_apis_view_of_a_pod_wins_over_the_runtimes() {
     )));
     assert!(store.pod(NEW_UID).unwrap().from_runtime);
 }
+
+/// A runtime socket that accepts connections and never answers (a hung runtime): each
+/// accepted connection is counted and held open.
+struct SilentRuntime {
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SilentRuntime {
+    fn start(socket: &Path) -> Self {
+        let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (accepted, stop) = (accepted.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                            held.push(stream);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        Self {
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SilentRuntime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn a_runtime_that_does_not_answer_is_asked_once_then_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("hung.sock");
+    let runtime = SilentRuntime::start(&socket);
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let answers = tokio.block_on(async move {
+        // The annotator calls the lookup from the pipeline task, a worker of this runtime.
+        tokio::spawn(async move {
+            let mut lookup =
+                nightjar_k8s::runtime_lookup::blocking(socket, Duration::from_millis(100));
+            (0..5)
+                .map(|i| (lookup.0)(&format!("{i:064}")).is_some())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(answers, [false; 5], "a silent runtime names no pod");
+    // The first new container waited for its timeout; the next four did not ask at all.
+    assert_eq!(runtime.accepted.load(Ordering::Relaxed), 1);
+}
