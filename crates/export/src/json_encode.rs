@@ -2,10 +2,11 @@
 //! objects (process, parent, container, pod) from a cache of their encoded bytes.
 //!
 //! Those objects are most of an event line (about 600 of 950 bytes for a socket event) and
-//! the same for every event of a process, so encoding them once per process rather than once
-//! per event halves the agent's encoding work under a syscall storm. They are shared `Arc`s,
-//! so the cache is keyed by address; it holds a clone of each `Arc`, so an address cannot be
-//! reused for another object while its bytes are cached.
+//! the same for every event of a process, so they are encoded once per object rather than
+//! once per event (BENCHMARKS.md has what that saved). They are shared `Arc`s that are never
+//! changed in place (a change is a new `Arc`), so the cache is keyed by address; it holds a
+//! clone of each `Arc`, so an address cannot be reused for another object while its bytes are
+//! cached.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
