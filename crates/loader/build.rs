@@ -34,6 +34,16 @@ fn main() {
     let bpf = root.join("bpf");
     println!("cargo:rerun-if-changed={}", bpf.display());
 
+    // The programs read syscall arguments in x86-64's register layout and compile against an
+    // x86-64 vmlinux.h: on another architecture they would load and misread, so refuse here.
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    if arch != "x86_64" {
+        fail(&format!(
+            "Nightjar's BPF programs support x86_64 only, not {arch}: another architecture needs \
+             its own bpf/include/vmlinux/<arch>/vmlinux.h and syscall register mapping \
+             (bpf/lib/syscall.bpf.h)"
+        ));
+    }
     let clang = find_clang();
     let bpftool = find_tool(&["bpftool", "/usr/sbin/bpftool"])
         .unwrap_or_else(|| fail("bpftool not found: apt-get install -y bpftool"));
