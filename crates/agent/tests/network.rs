@@ -38,8 +38,13 @@ impl NetPair {
         let id = std::process::id() % 100_000;
         let (a, b) = (format!("nj-a-{id}"), format!("nj-b-{id}"));
         let (veth_a, veth_b) = (format!("nja{id}"), format!("njb{id}"));
-        let _ = Command::new("ip").args(["netns", "del", &a]).status();
-        let _ = Command::new("ip").args(["netns", "del", &b]).status();
+        // Leftovers of a run that was killed; usually there are none (quietly).
+        for name in [&a, &b] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", name])
+                .stderr(Stdio::null())
+                .status();
+        }
         ip(&["netns", "add", &a]);
         ip(&["netns", "add", &b]);
         let pair = Self {
