@@ -106,6 +106,9 @@ wait_until() { # wait_until SECONDS CMD...: poll CMD every 0.1 s
   until "$@"; do ((SECONDS < end)) || return 1; sleep 0.1; done
 }
 alive() { kill -0 "$MON_PID" 2>/dev/null; }
+CLK_TCK=$(getconf CLK_TCK)
+# utime + stime of the monitor process so far, in clock ticks ("" without a monitor).
+mon_cpu_ticks() { [[ -n $MON_PID ]] && sed 's/.*) //' "/proc/$MON_PID/stat" 2>/dev/null | awk '{print $12 + $13}'; }
 dead() { ! alive; }
 metrics_up() { alive && curl -sf -m 1 -o /dev/null "http://127.0.0.1:$METRICS_PORT/metrics"; }
 # bpftrace's -o file is block-buffered, so a READY printf would not show up: instead wait
@@ -237,11 +240,16 @@ run_one() { # run_one REP WORKLOAD MONITOR
     mon_stop "$mon"; drop_monitor "$mon" "failed to start"; return 0
   fi
   sleep 0.5  # same settle time for every monitor, none included
+  local cpu0; cpu0=$(mon_cpu_ticks || true)
   run_workload "$wl" || VALUE=""
+  # The monitor process's own CPU while the workload ran (kernel-side hook work is charged to
+  # the workload, and auditd's kernel queue to kauditd): less sensitive to this machine's
+  # scheduling noise than wall time.
+  local cpu=""; [[ -n $cpu0 ]] && cpu=$(awk -v a="$cpu0" -v b="$(mon_cpu_ticks)" -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / hz}')
   mon_stop "$mon"; lost=$LOST
   [[ -n $VALUE ]] && seen=$(count_seen "$mon" "$wl" || true)
   [[ -n $seen ]] || EXPECTED=""
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$wl" "$mon" "$rep" "$VALUE" "$unit" "$seen" "$EXPECTED" "$lost" >>"$OUT/runs.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$wl" "$mon" "$rep" "$VALUE" "$unit" "$seen" "$EXPECTED" "$lost" "$cpu" >>"$OUT/runs.tsv"
   log "$(printf 'rep %s  %-8s %-19s %10s %-3s seen %s/%s lost %s (%ss)' "$rep" "$wl" "$mon" "${VALUE:-FAILED}" "$unit" "${seen:--}" "${EXPECTED:--}" "${lost:--}" $((SECONDS - t0)))"
 }
 
@@ -258,7 +266,8 @@ summarize() {
     def total(f): map(f) | if any(. == null) then null else add end;
     [split("\n")[] | select(length > 0) | split("\t")
      | {workload: .[0], monitor: .[1], rep: (.[2] | tonumber), value: (.[3] | num), unit: .[4],
-        events_seen: (.[5] | num), events_expected: (.[6] | num), lost_events: (.[7] | num)}] as $runs
+        events_seen: (.[5] | num), events_expected: (.[6] | num), lost_events: (.[7] | num),
+        monitor_cpu_s: ((.[8] // "") | num)}] as $runs
     | {meta: $meta, runs: $runs, summary: (
         [$runs | group_by(.workload)[] | map(select(.value != null)) as $ok
         | ($ok | map(select(.monitor == "none") | .value) | median) as $base
@@ -269,16 +278,17 @@ summarize() {
            ratio_median: (if $base then $r | median else null end),
            ratio_min: (if $base then $r | min else null end), ratio_max: (if $base then $r | max else null end),
            events_seen: total(.events_seen), events_expected: total(.events_expected),
-           lost_events: total(.lost_events)}]
+           lost_events: total(.lost_events),
+           monitor_cpu_s_median: (map(.monitor_cpu_s | select(. != null)) | median)}]
         | sort_by((.workload as $w | ["exec", "open", "connect", "http"] | index($w)), (.monitor as $m | $order | index($m))))}
   ' "$OUT/runs.tsv" >"$OUT/results.json"
   {
-    echo "| workload | monitor | ratio (median) | min-max | median value | events seen/expected | lost |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| workload | monitor | ratio (median) | min-max | median value | events seen/expected | lost | monitor CPU (median) |"
+    echo "|---|---|---|---|---|---|---|---|"
     jq -r '.summary[] | def f: if . == null then "-" else (. * 100 | round) as $c
         | "\($c / 100 | floor).\($c % 100 | tostring | if length < 2 then "0" + . else . end)" end;
       "| \(.workload) | \(.monitor) | \(.ratio_median | f) | \(.ratio_min | f)-\(.ratio_max | f) | "
-      + "\(if .unit == "rps" then .median | round else .median | f end) \(.unit) | \(if .events_expected then "\(.events_seen)/\(.events_expected)" else "-" end) | \(.lost_events // "-") |"' \
+      + "\(if .unit == "rps" then .median | round else .median | f end) \(.unit) | \(if .events_expected then "\(.events_seen)/\(.events_expected)" else "-" end) | \(.lost_events // "-") | \(if .monitor_cpu_s_median then "\(.monitor_cpu_s_median) s" else "-" end) |"' \
       "$OUT/results.json"
   } >"$OUT/table.md"
   { echo "# Nightjar overhead benchmark $(basename "$OUT")"; echo
