@@ -1,7 +1,7 @@
 //! Encodes events as JSON the way `Event`'s `Serialize` does, but writes the shared context
 //! objects (process, parent, container, pod) from a cache of their encoded bytes.
 //!
-//! Those objects are most of an event line (about 600 of 950 bytes for a socket event) and
+//! Those objects are most of an event line (about 600 of 950-1,000 bytes for a socket event) and
 //! the same for every event of a process, so they are encoded once per object rather than
 //! once per event (BENCHMARKS.md has what that saved). They are shared `Arc`s that are never
 //! changed in place (a change is a new `Arc`), so the cache is keyed by address; it holds a

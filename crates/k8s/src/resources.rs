@@ -173,15 +173,9 @@ impl ResourceSampler {
         let Some(root) = self.mounts.v2.clone() else {
             return 0;
         };
-        // No pod with a running container on this node: nothing to look for in the tree.
-        if !store
-            .pods()
-            .any(|pod| pod.containers.iter().any(|c| c.id.is_some()))
-        {
-            return 0;
-        }
         // Walk the tree only when a container is not where the last walk found it (new, or
-        // restarted): one stat per container instead of a walk of every cgroup per sample.
+        // restarted): one stat per container instead of a walk of every cgroup per sample, and
+        // no walk at all while no pod has a running container.
         let moved = |cgroups: &HashMap<String, String>, id: &str| {
             cgroups
                 .get(id)
