@@ -8,6 +8,7 @@
 #define NJ_PATH_BPF_H
 
 #include "nj.bpf.h"
+#include "kread.bpf.h"
 
 /* Deepest path we walk; deeper paths are cut at the top and flagged truncated. */
 #define NJ_PATH_DEPTH 48
@@ -32,12 +33,18 @@ struct nj_dentry_link {
 
 static __always_inline int nj_read_dentry_link(struct dentry *dentry, struct nj_dentry_link *link)
 {
+#if NJ_KCAST
+	link->parent = dentry->d_parent;
+	link->name = dentry->d_name;
+	return 0;
+#else
 	if (bpf_core_field_offset(struct dentry, d_name) ==
 	    bpf_core_field_offset(struct dentry, d_parent) + sizeof(struct dentry *))
 		return bpf_core_read(link, sizeof(*link), &dentry->d_parent);
 	if (bpf_core_read(&link->parent, sizeof(link->parent), &dentry->d_parent) != 0)
 		return -1;
 	return bpf_core_read(&link->name, sizeof(link->name), &dentry->d_name);
+#endif
 }
 
 /* Where a walk up the dentry tree stands: the dentry and the mount it is seen through. */
@@ -54,8 +61,9 @@ static __always_inline void nj_walk_start(struct nj_walk *w, struct dentry *dent
 {
 	w->dentry = dentry;
 	w->vfsmnt = vfsmnt;
-	w->mnt = container_of(vfsmnt, struct mount, mnt);
-	w->mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	/* container_of leaves the verifier's view of vfsmnt's type: cast the result afresh. */
+	w->mnt = nj_kcast(container_of(vfsmnt, struct mount, mnt), struct mount);
+	w->mnt_root = NJ_KREAD(vfsmnt, mnt_root);
 }
 
 /*
@@ -68,14 +76,14 @@ static __always_inline int nj_walk_cross_mount(struct nj_walk *w)
 	struct mount *mnt = w->mnt;
 	if (w->dentry != w->mnt_root)
 		return 0;
-	struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
+	struct mount *parent = NJ_KREAD(mnt, mnt_parent);
 	if (parent == mnt)
 		return -1;
 	struct vfsmount *vfsmnt = (struct vfsmount *)__builtin_preserve_access_index(&parent->mnt);
-	w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+	w->dentry = NJ_KREAD(mnt, mnt_mountpoint);
 	w->mnt = parent;
 	w->vfsmnt = vfsmnt;
-	w->mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	w->mnt_root = NJ_KREAD(vfsmnt, mnt_root);
 	return 1;
 }
 
@@ -91,7 +99,7 @@ static __always_inline int nj_top_component(const struct path *path, struct qstr
 	struct vfsmount *root_mnt = task->fs->root.mnt;
 	struct path p;
 
-	if (bpf_core_read(&p, sizeof(p), path) != 0 || !p.dentry)
+	if (nj_kcopy(&p, sizeof(p), path) != 0 || !p.dentry)
 		return -1;
 	struct nj_walk w;
 	bool found = false;
@@ -133,7 +141,7 @@ static __always_inline __u32 nj_resolve_path(const struct path *path, char *out)
 	struct vfsmount *root_mnt = task->fs->root.mnt;
 	struct path p;
 
-	if (bpf_core_read(&p, sizeof(p), path) != 0)
+	if (nj_kcopy(&p, sizeof(p), path) != 0)
 		return NJ_FLAG_READ_FAILED;
 	__u32 pos = NJ_PATH_MAX - 1;
 	__u32 flags = 0;
@@ -201,7 +209,7 @@ static __always_inline struct file *nj_file_from_fd(__s64 fd)
 	if (fd < 0 || fd >= max_fds || !fds)
 		return NULL;
 	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
-	return file;
+	return file ? nj_kcast(file, struct file) : NULL;
 }
 
 #endif

@@ -45,35 +45,36 @@ static __always_inline struct sock *nj_sock_from_fd(__s64 fd)
 	struct file *file = nj_file_from_fd(fd);
 	if (!file)
 		return NULL;
-	struct socket *socket = BPF_CORE_READ(file, private_data);
+	/* private_data is a void *: cast to what a socket file keeps there. */
+	struct socket *socket = nj_kcast(NJ_KREAD(file, private_data), struct socket);
 	if (!socket)
 		return NULL;
-	return BPF_CORE_READ(socket, sk);
+	return NJ_KREAD(socket, sk);
 }
 
 /* Local and remote addresses of an inet socket, as the kernel holds them now. */
 static __always_inline void nj_read_sock(struct sock *sk, struct nj_sock_event *ev)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = NJ_KREAD(sk, __sk_common.skc_family);
 
-	ev->sock_type = BPF_CORE_READ(sk, sk_type);
-	ev->protocol = BPF_CORE_READ(sk, sk_protocol);
+	ev->sock_type = NJ_KREAD(sk, sk_type);
+	ev->protocol = NJ_KREAD(sk, sk_protocol);
 	if (family == NJ_AF_INET) {
 		ev->local.family = family;
 		ev->remote.family = family;
 		/* Explicit sizes: BPF_CORE_READ_INTO would size the copy by one array element. */
-		bpf_core_read(ev->local.addr, 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_core_read(ev->remote.addr, 4, &sk->__sk_common.skc_daddr);
+		nj_kcopy(ev->local.addr, 4, &sk->__sk_common.skc_rcv_saddr);
+		nj_kcopy(ev->remote.addr, 4, &sk->__sk_common.skc_daddr);
 	} else if (family == NJ_AF_INET6) {
 		ev->local.family = family;
 		ev->remote.family = family;
-		bpf_core_read(ev->local.addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_core_read(ev->remote.addr, 16, &sk->__sk_common.skc_v6_daddr);
+		nj_kcopy(ev->local.addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		nj_kcopy(ev->remote.addr, 16, &sk->__sk_common.skc_v6_daddr);
 	} else {
 		return;
 	}
-	ev->local.port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	ev->remote.port = nj_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	ev->local.port = NJ_KREAD(sk, __sk_common.skc_num);
+	ev->remote.port = nj_ntohs(NJ_KREAD(sk, __sk_common.skc_dport));
 }
 
 #endif

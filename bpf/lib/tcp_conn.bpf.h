@@ -8,6 +8,7 @@
 #define NJ_TCP_CONN_BPF_H
 
 #include "nj.bpf.h"
+#include "kread.bpf.h"
 
 /* Bounded: a connection whose close is never seen (connect failed before SYN) ages out. */
 #define NJ_TCP_CONNS_MAX 65536
@@ -29,7 +30,7 @@ struct {
  */
 static __always_inline __u64 nj_sock_cookie(struct sock *sk)
 {
-	return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	return NJ_KREAD(sk, __sk_common.skc_cookie.counter);
 }
 
 #endif

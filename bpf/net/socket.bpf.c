@@ -74,23 +74,23 @@ static __always_inline void nj_claim_accepted(struct sock *sk, __u64 cookie)
 	ev.established_ns = conn->established_ns;
 	ev.direction = NJ_TCP_PASSIVE;
 	ev.owner = NJ_TCP_OWNER_ACCEPT;
-	ev.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	ev.family = NJ_KREAD(sk, __sk_common.skc_family);
 	if (ev.family == NJ_AF_INET) {
-		bpf_core_read(ev.saddr, 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_core_read(ev.daddr, 4, &sk->__sk_common.skc_daddr);
+		nj_kcopy(ev.saddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		nj_kcopy(ev.daddr, 4, &sk->__sk_common.skc_daddr);
 	} else {
-		bpf_core_read(ev.saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_core_read(ev.daddr, 16, &sk->__sk_common.skc_v6_daddr);
+		nj_kcopy(ev.saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		nj_kcopy(ev.daddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
-	ev.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	ev.dport = nj_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	ev.srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	ev.bytes_received = BPF_CORE_READ(tp, bytes_received);
-	ev.bytes_acked = BPF_CORE_READ(tp, bytes_acked);
-	ev.segs_in = BPF_CORE_READ(tp, segs_in);
-	ev.segs_out = BPF_CORE_READ(tp, segs_out);
-	ev.total_retrans = BPF_CORE_READ(tp, total_retrans);
+	ev.sport = NJ_KREAD(sk, __sk_common.skc_num);
+	ev.dport = nj_ntohs(NJ_KREAD(sk, __sk_common.skc_dport));
+	struct tcp_sock *tp = nj_kcast(sk, struct tcp_sock);
+	ev.srtt_us = NJ_KREAD(tp, srtt_us) >> 3;
+	ev.bytes_received = NJ_KREAD(tp, bytes_received);
+	ev.bytes_acked = NJ_KREAD(tp, bytes_acked);
+	ev.segs_in = NJ_KREAD(tp, segs_in);
+	ev.segs_out = NJ_KREAD(tp, segs_out);
+	ev.total_retrans = NJ_KREAD(tp, total_retrans);
 	nj_submit(&ev, sizeof(ev), NJ_KIND_TCP_ESTABLISHED);
 }
 
@@ -103,7 +103,7 @@ static __always_inline int nj_accept_exit(struct trace_event_raw_sys_exit *ctx, 
 
 	if (ctx->ret >= 0) {
 		accepted = nj_sock_from_fd(ctx->ret);
-		__u16 protocol = accepted ? BPF_CORE_READ(accepted, sk_protocol) : 0;
+		__u16 protocol = accepted ? NJ_KREAD(accepted, sk_protocol) : 0;
 		if (accepted)
 			cookie = nj_sock_cookie(accepted);
 		if (protocol == IPPROTO_TCP)

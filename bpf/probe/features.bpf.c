@@ -8,6 +8,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
+#include "kread.bpf.h"
+
 SEC("fentry/do_unlinkat")
 int BPF_PROG(nj_probe_fentry)
 {
@@ -24,6 +26,15 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(nj_probe_tp_btf)
 {
 	return 0;
+}
+
+/* bpf_rdonly_cast from a tracepoint, the way the hook programs use it (kread.bpf.h). */
+SEC("tracepoint/syscalls/sys_exit_openat")
+int nj_probe_kfunc_cast(void *ctx)
+{
+	struct task_struct *task = nj_kcast(bpf_get_current_task(), struct task_struct);
+
+	return task->pid == 0;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -29,13 +29,15 @@ int nj_process_exec(struct trace_event_raw_sched_process_exec *ctx)
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 
 	struct mm_struct *mm = BPF_CORE_READ(task, mm);
-	struct file *exe = BPF_CORE_READ(mm, exe_file);
+	/* BTF pointers (plain loads) for what the path walk starts from: see kread.bpf.h. */
+	struct task_struct *btf_task = bpf_get_current_task_btf();
+	struct file *exe = btf_task->mm->exe_file;
 	ev->binary[0] = 0;
 	if (exe)
 		ev->hdr.flags |= nj_resolve_path(__builtin_preserve_access_index(&exe->f_path),
 						 ev->binary);
 	ev->cwd[0] = 0;
-	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	struct fs_struct *fs = btf_task->fs;
 	ev->hdr.flags |= nj_resolve_path(__builtin_preserve_access_index(&fs->pwd), ev->cwd) &
 			 ~NJ_FLAG_PATH_TRUNCATED;
 

@@ -48,20 +48,40 @@ fn main() {
     let bpftool = find_tool(&["bpftool", "/usr/sbin/bpftool"])
         .unwrap_or_else(|| fail("bpftool not found: apt-get install -y bpftool"));
 
-    let mut linked_inputs = Vec::new();
-    for family in FAMILIES.iter().chain(STANDALONE) {
-        let src = bpf.join(format!("{family}.bpf.c"));
-        // "process/cgroup" -> "cgroup": the family's last component names its object.
+    // Two builds of the hook families: kernel structs read through bpf_rdonly_cast'ed BTF
+    // pointers (bpf/lib/kread.bpf.h), and with probe reads for kernels without that kfunc.
+    for (linked, kcast) in [
+        ("nightjar.bpf.o", true),
+        ("nightjar-probe-read.bpf.o", false),
+    ] {
+        let mut inputs = Vec::new();
+        for family in FAMILIES {
+            // "process/cgroup" -> "cgroup": the family's last component names its object.
+            let name = family.rsplit('/').next().unwrap_or(family);
+            let obj = out.join(format!("{name}.{}.unlinked.o", u8::from(kcast)));
+            compile(
+                &clang,
+                &bpf,
+                &bpf.join(format!("{family}.bpf.c")),
+                &obj,
+                kcast,
+            );
+            inputs.push(obj);
+        }
+        link(&bpftool, &out.join(linked), &inputs);
+    }
+    for family in STANDALONE {
         let name = family.rsplit('/').next().unwrap_or(family);
         let obj = out.join(format!("{name}.unlinked.o"));
-        compile(&clang, &bpf, &src, &obj);
-        if FAMILIES.contains(family) {
-            linked_inputs.push(obj);
-        } else {
-            link(&bpftool, &out.join(format!("{name}.bpf.o")), &[obj]);
-        }
+        compile(
+            &clang,
+            &bpf,
+            &bpf.join(format!("{family}.bpf.c")),
+            &obj,
+            true,
+        );
+        link(&bpftool, &out.join(format!("{name}.bpf.o")), &[obj]);
     }
-    link(&bpftool, &out.join("nightjar.bpf.o"), &linked_inputs);
 
     // A copy where people can find it: target/bpf/*.bpf.o.
     let target_dir = env::var("CARGO_TARGET_DIR")
@@ -69,17 +89,23 @@ fn main() {
         .unwrap_or_else(|_| root.join("target"));
     let inspect = target_dir.join("bpf");
     let _ = std::fs::create_dir_all(&inspect);
-    for name in ["nightjar.bpf.o", "features.bpf.o", "drain.bpf.o"] {
+    for name in [
+        "nightjar.bpf.o",
+        "nightjar-probe-read.bpf.o",
+        "features.bpf.o",
+        "drain.bpf.o",
+    ] {
         let _ = std::fs::copy(out.join(name), inspect.join(name));
     }
 }
 
-fn compile(clang: &str, bpf: &Path, src: &Path, obj: &Path) {
+fn compile(clang: &str, bpf: &Path, src: &Path, obj: &Path, kcast: bool) {
     let status = Command::new(clang)
         .args([
             "-target", "bpf", "-O2", "-g", "-mcpu=v3", "-Wall", "-Werror",
         ])
         .arg("-D__TARGET_ARCH_x86")
+        .arg(format!("-DNJ_KCAST={}", u8::from(kcast)))
         .arg(format!("-I{}", bpf.join("include/vmlinux/x86").display()))
         .arg(format!("-I{}", bpf.join("include").display()))
         .arg(format!("-I{}", bpf.join("lib").display()))

@@ -15,6 +15,13 @@
 /* Bumped when a record layout changes incompatibly. */
 #define NJ_ABI_VERSION 1
 
+/*
+ * Immediate of the placeholder call the programs make to the bpf_rdonly_cast kfunc
+ * (bpf/lib/kread.bpf.h). The loader replaces it with the kfunc's BTF id in the running
+ * kernel before loading; Aya cannot resolve kfunc externs itself.
+ */
+#define NJ_KFUNC_RDONLY_CAST_IMM 0x6e6a4331
+
 /* Event kinds (nj_event_header.kind). Grouped by decade; a retired number is never reused. */
 enum nj_event_kind {
 	NJ_KIND_PROCESS_EXEC = 1,

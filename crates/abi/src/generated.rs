@@ -5,6 +5,7 @@
 #![allow(clippy::all)]
 
 pub const NJ_ABI_VERSION: u32 = 1;
+pub const NJ_KFUNC_RDONLY_CAST_IMM: u32 = 1852457777;
 pub const NJ_PATH_MAX: u32 = 256;
 pub const NJ_ARGS_MAX: u32 = 1024;
 pub const NJ_COMM_LEN: u32 = 16;

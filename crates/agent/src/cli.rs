@@ -125,6 +125,10 @@ pub struct AgentArgs {
     /// Ring-buffer size in bytes (power of two).
     #[arg(long)]
     pub ringbuf_bytes: Option<u32>,
+    /// Read kernel structs with one bpf_probe_read_kernel per field even where the kernel has
+    /// the bpf_rdonly_cast kfunc (the fallback build; slower).
+    #[arg(long)]
+    pub probe_read: bool,
     /// Stop after this many seconds.
     #[arg(long)]
     pub duration: Option<u64>,

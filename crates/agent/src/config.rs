@@ -218,6 +218,7 @@ impl AgentConfig {
         if let Some(bytes) = args.ringbuf_bytes.or(file.ringbuf_bytes) {
             probes.ringbuf_bytes = bytes;
         }
+        probes.probe_read_only = args.probe_read;
         let output = match (args.output, file.output.as_deref()) {
             (Some(o), _) => o,
             (None, None | Some("json")) => OutputFormat::Json,

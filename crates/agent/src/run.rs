@@ -71,6 +71,11 @@ pub struct RunHooks {
 }
 
 pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<()> {
+    // Before anything slow: a signal that arrives while the programs load is kept and acted
+    // on once they are up. Registered later, a SIGINT sent to an agent started in the
+    // background of a script (which inherits SIGINT ignored) during start-up was lost for good.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     let telemetry = Arc::new(Telemetry::new());
     let filter = config
         .filter
@@ -122,6 +127,12 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     telemetry
         .programs_attached
         .set(probes.programs_loaded() as i64);
+    telemetry
+        .kernel_reads
+        .get_or_create(&nightjar_core::telemetry::ModeLabel {
+            mode: probes.kernel_reads().metric_mode(),
+        })
+        .set(1);
 
     // Seed after attaching: a process is either in /proc now or its exec comes as an event.
     let started = Instant::now();
@@ -237,6 +248,7 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     tracing::info!(
         programs = probes.attached().len(),
         unavailable = probes.failures().len(),
+        kernel_reads = probes.kernel_reads().name(),
         "Nightjar agent ready"
     );
 
@@ -258,8 +270,6 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     }
     let mut veths = std::collections::HashSet::new();
     let mut stop = hooks.stop.take();
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
     let mut tick = tokio::time::interval(TELEMETRY_INTERVAL);
     loop {

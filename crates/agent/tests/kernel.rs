@@ -9,6 +9,36 @@ use std::time::Duration;
 use serde_json::Value;
 use support::*;
 
+/// Which build of the BPF programs a test runs (see nightjar_loader::KernelReads).
+#[derive(Clone, Copy)]
+enum KernelReads {
+    Cast,
+    ProbeRead,
+}
+
+impl KernelReads {
+    /// Starts the agent with this build and checks, from its metrics, that it is the one loaded.
+    fn start(self, extra: &[&str]) -> Agent {
+        let (flag, mode): (&[&str], _) = match self {
+            KernelReads::Cast => (&[], "kfunc_cast"),
+            KernelReads::ProbeRead => (&["--probe-read"], "probe_read"),
+        };
+        let args: Vec<&str> = extra.iter().chain(flag).copied().collect();
+        let agent = Agent::start(&args);
+        let metrics = agent.metrics();
+        assert!(
+            metrics.contains(&format!("nightjar_bpf_kernel_reads{{mode=\"{mode}\"}} 1")),
+            "expected the {mode} build (this kernel has bpf_rdonly_cast):\n{}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("kernel_reads"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        agent
+    }
+}
+
 fn trigger_path() -> String {
     std::fs::canonicalize(env!("CARGO_BIN_EXE_nj-trigger"))
         .unwrap()
@@ -22,8 +52,18 @@ fn in_cgroup<'a>(events: &'a [Value], cg: &TestCgroup) -> Vec<&'a Value> {
 
 #[test]
 fn process_exec_fork_exit_with_ancestry_and_cgroup() {
+    check_process_events(KernelReads::Cast);
+}
+
+/// The same, with the fallback build for kernels without bpf_rdonly_cast.
+#[test]
+fn process_exec_fork_exit_with_ancestry_and_cgroup_probe_read() {
+    check_process_events(KernelReads::ProbeRead);
+}
+
+fn check_process_events(reads: KernelReads) {
     let _serial = serial();
-    let agent = Agent::start(&[]);
+    let agent = reads.start(&[]);
     let cg = TestCgroup::new("process");
 
     let mut exiter = cg
@@ -111,6 +151,16 @@ fn process_exec_fork_exit_with_ancestry_and_cgroup() {
 
 #[test]
 fn file_events_with_resolved_paths_and_prefix_filter() {
+    check_file_events(KernelReads::Cast);
+}
+
+/// The same, with the fallback build for kernels without bpf_rdonly_cast.
+#[test]
+fn file_events_with_resolved_paths_and_prefix_filter_probe_read() {
+    check_file_events(KernelReads::ProbeRead);
+}
+
+fn check_file_events(reads: KernelReads) {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let base = std::fs::canonicalize(dir.path()).unwrap();
@@ -124,7 +174,7 @@ fn file_events_with_resolved_paths_and_prefix_filter() {
     std::fs::write(&kept, b"x").unwrap();
     let inside_prefix = format!("{}/", inside.display());
     let write_prefix = format!("{}/", writes_only.display());
-    let agent = Agent::start(&[
+    let agent = reads.start(&[
         "--file-prefix",
         "/etc/",
         "--file-prefix",
@@ -313,8 +363,18 @@ fn privilege_and_system_events() {
 
 #[test]
 fn network_syscalls_with_addresses() {
+    check_network_syscalls(KernelReads::Cast);
+}
+
+/// The same, with the fallback build for kernels without bpf_rdonly_cast.
+#[test]
+fn network_syscalls_with_addresses_probe_read() {
+    check_network_syscalls(KernelReads::ProbeRead);
+}
+
+fn check_network_syscalls(reads: KernelReads) {
     let _serial = serial();
-    let agent = Agent::start(&[]);
+    let agent = reads.start(&[]);
     let cg = TestCgroup::new("network");
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -19,6 +19,11 @@ pub struct TypeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabel {
+    pub mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
 }
@@ -182,6 +187,8 @@ pub struct Telemetry {
     pub cgroup_cache_size: Gauge,
     pub ringbuf_bytes: Gauge<i64, AtomicI64>,
     pub programs_attached: Gauge,
+    /// 1 for how the programs read kernel structs (mode: kfunc_cast or probe_read).
+    pub kernel_reads: Family<ModeLabel, Gauge>,
     pub sink_write_errors: Family<ReasonLabel, Counter<u64, AtomicU64>>,
     pub xdp_packets: Family<InterfaceLabel, Counter>,
     pub xdp_bytes: Family<InterfaceLabel, Counter>,
@@ -234,6 +241,7 @@ impl Telemetry {
             cgroup_cache_size: Gauge::default(),
             ringbuf_bytes: Gauge::default(),
             programs_attached: Gauge::default(),
+            kernel_reads: Family::default(),
             sink_write_errors: Family::default(),
             xdp_packets: Family::default(),
             xdp_bytes: Family::default(),
@@ -308,6 +316,12 @@ impl Telemetry {
                 "programs_attached",
                 "BPF programs attached",
                 t.programs_attached.clone(),
+            );
+            r.register(
+                "bpf_kernel_reads",
+                "How the BPF programs read kernel structs: kfunc_cast (plain loads through \
+                 bpf_rdonly_cast pointers) or probe_read (the fallback); 1 for the mode in use",
+                t.kernel_reads.clone(),
             );
             r.register(
                 "xdp_packets",

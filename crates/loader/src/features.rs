@@ -13,7 +13,7 @@ use aya::sys::{is_map_supported, is_program_supported};
 use aya::util::KernelVersion;
 use aya::{Btf, EbpfLoader};
 
-use crate::objects;
+use crate::{kfunc, objects};
 
 /// The outcome of one probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +53,12 @@ impl KernelFeatures {
             out.push((
                 "BPF-LSM hooks for enforcement",
                 "bpf_send_signal from tracepoints, cgroup/connect verdicts",
+            ));
+        }
+        if !self.has("kfunc_cast") {
+            out.push((
+                "kernel structs read through bpf_rdonly_cast pointers",
+                "one bpf_probe_read_kernel call per field",
             ));
         }
         if !self.has("tcx") {
@@ -112,6 +118,7 @@ impl KernelFeatures {
                     lsm.detail = "loads, but \"bpf\" is not in /sys/kernel/security/lsm".into();
                 }
                 probes.push(lsm);
+                probes.push(kfunc_cast_probe(btf));
                 probes.push(load_probe("tp_btf", |loader| {
                     let prog: &mut aya::programs::BtfTracePoint =
                         program(loader, "nj_probe_tp_btf")?;
@@ -120,7 +127,7 @@ impl KernelFeatures {
                 }));
             }
             Err(_) => {
-                for name in ["fentry", "bpf_lsm", "tp_btf"] {
+                for name in ["fentry", "bpf_lsm", "kfunc_cast", "tp_btf"] {
                     probes.push(Probe {
                         name,
                         available: false,
@@ -209,8 +216,16 @@ where
 
 /// Loads the probe object and runs `f` on it; the object (and any loaded program) is dropped.
 fn load_probe(name: &'static str, f: impl FnOnce(&mut aya::Ebpf) -> Result<(), String>) -> Probe {
+    load_probe_from(name, objects::FEATURES, f)
+}
+
+fn load_probe_from(
+    name: &'static str,
+    object: &[u8],
+    f: impl FnOnce(&mut aya::Ebpf) -> Result<(), String>,
+) -> Probe {
     let result = EbpfLoader::new()
-        .load(objects::FEATURES)
+        .load(object)
         .map_err(|e| e.to_string())
         .and_then(|mut ebpf| f(&mut ebpf));
     match result {
@@ -225,6 +240,35 @@ fn load_probe(name: &'static str, f: impl FnOnce(&mut aya::Ebpf) -> Result<(), S
             detail: format!("refused: {}", first_line(&detail)),
         },
     }
+}
+
+/// bpf_rdonly_cast from a tracepoint program, as the hook programs call it (crate::kfunc).
+fn kfunc_cast_probe(btf: &Btf) -> Probe {
+    let Some(id) = kfunc::rdonly_cast_id(btf) else {
+        return Probe {
+            name: "kfunc_cast",
+            available: false,
+            detail: "no bpf_rdonly_cast in the kernel's BTF (added in 6.2)".into(),
+        };
+    };
+    let object = match kfunc::patch_rdonly_cast(objects::FEATURES, id) {
+        Ok((object, _)) => object,
+        Err(e) => {
+            return Probe {
+                name: "kfunc_cast",
+                available: false,
+                detail: format!("features.bpf.o: {e}"),
+            }
+        }
+    };
+    let mut probe = load_probe_from("kfunc_cast", object.bytes(), |loader| {
+        let prog: &mut aya::programs::TracePoint = program(loader, "nj_probe_kfunc_cast")?;
+        prog.load().map_err(|e| e.to_string())
+    });
+    if probe.available {
+        probe.detail = format!("bpf_rdonly_cast (BTF id {id}) loaded from a tracepoint");
+    }
+    probe
 }
 
 fn first_line(s: &str) -> &str {

@@ -12,6 +12,7 @@ pub mod convert;
 pub mod counters;
 pub mod features;
 pub mod flows;
+pub mod kfunc;
 pub mod links;
 mod map_batch;
 mod names;
@@ -22,4 +23,4 @@ pub mod xdp;
 
 pub use catalog::Group;
 pub use features::KernelFeatures;
-pub use probes::{KernelProbes, LoadError, ProbeConfig};
+pub use probes::{KernelProbes, KernelReads, LoadError, ProbeConfig};

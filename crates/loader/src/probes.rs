@@ -18,7 +18,7 @@ use nightjar_abi::{
 
 use crate::catalog::{self, Group, Hook, ProgramSpec};
 use crate::counters::KernelCounters;
-use crate::objects;
+use crate::{kfunc, objects};
 
 /// Value of `nj_connect_config`, wrapped so Aya may copy it (the Pod impl must sit on a
 /// local type).
@@ -85,6 +85,36 @@ pub struct ProbeConfig {
     pub flow_table_entries: u32,
     /// Prefix lengths XDP counts source networks by (IPv4, IPv6).
     pub xdp_source_prefixes: (u32, u32),
+    /// Load the probe-read build even where the kernel has bpf_rdonly_cast (see
+    /// [`KernelReads`]): for tests of the fallback, and kernels that misbehave.
+    pub probe_read_only: bool,
+}
+
+/// How the programs read kernel structs behind pointers they look up (an open file, a socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelReads {
+    /// Plain loads through pointers cast with the bpf_rdonly_cast kfunc (kernels 6.2 and
+    /// later): the default wherever the kernel has it.
+    Cast,
+    /// One `bpf_probe_read_kernel` call per field: the fallback.
+    ProbeRead,
+}
+
+impl KernelReads {
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelReads::Cast => "kfunc cast",
+            KernelReads::ProbeRead => "probe read",
+        }
+    }
+
+    /// The `mode` label of `nightjar_bpf_kernel_reads`.
+    pub fn metric_mode(self) -> &'static str {
+        match self {
+            KernelReads::Cast => "kfunc_cast",
+            KernelReads::ProbeRead => "probe_read",
+        }
+    }
 }
 
 impl Default for ProbeConfig {
@@ -103,6 +133,7 @@ impl Default for ProbeConfig {
             agent_tgid: std::process::id(),
             flow_table_entries: 65_536,
             xdp_source_prefixes: (24, 64),
+            probe_read_only: false,
         }
     }
 }
@@ -142,6 +173,7 @@ pub struct AttachFailure {
 #[derive(Debug)]
 pub struct KernelProbes {
     ebpf: Ebpf,
+    reads: KernelReads,
     attached: Vec<ProgramSpec>,
     failures: Vec<AttachFailure>,
 }
@@ -156,20 +188,54 @@ impl KernelProbes {
         config.validate()?;
         crate::features::ensure_kernel_filesystems().map_err(LoadError::Filesystem)?;
         let btf = Btf::from_sys_fs().map_err(|e| LoadError::NoBtf(e.to_string()))?;
+        let cast_id = if config.probe_read_only {
+            None
+        } else {
+            kfunc::rdonly_cast_id(&btf)
+        };
+        if let Some(id) = cast_id {
+            let (object, _) = kfunc::patch_rdonly_cast(objects::NIGHTJAR, id)
+                .map_err(|e| LoadError::Config(format!("nightjar.bpf.o: {e}")))?;
+            match Self::load_object(config, &btf, object.bytes(), KernelReads::Cast) {
+                // The verifier may still refuse the kfunc from these program types on some
+                // kernels: the probe-read build does the same work without it.
+                Err(LoadError::Program { name, source }) => tracing::warn!(
+                    program = %name,
+                    error = %source,
+                    "refused with bpf_rdonly_cast; loading the probe-read build instead"
+                ),
+                other => return other,
+            }
+        }
+        Self::load_object(
+            config,
+            &btf,
+            objects::NIGHTJAR_PROBE_READ,
+            KernelReads::ProbeRead,
+        )
+    }
+
+    fn load_object(
+        config: &ProbeConfig,
+        btf: &Btf,
+        object: &[u8],
+        reads: KernelReads,
+    ) -> Result<Self, LoadError> {
         let filter_enabled =
             u32::from(!config.file_prefixes.is_empty() || !config.file_write_prefixes.is_empty());
         let ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
+            .btf(Some(btf))
             .override_global("nj_agent_tgid", &config.agent_tgid, true)
             .override_global("nj_file_filter_enabled", &filter_enabled, true)
             .override_global("nj_xdp_source_prefix4", &config.xdp_source_prefixes.0, true)
             .override_global("nj_xdp_source_prefix6", &config.xdp_source_prefixes.1, true)
             .map_max_entries("nj_events", config.ringbuf_bytes)
             .map_max_entries("nj_flows", config.flow_table_entries)
-            .load(objects::NIGHTJAR)
+            .load(object)
             .map_err(LoadError::Object)?;
         let mut probes = Self {
             ebpf,
+            reads,
             attached: Vec::new(),
             failures: Vec::new(),
         };
@@ -222,6 +288,11 @@ impl KernelProbes {
             }
         }
         Ok(())
+    }
+
+    /// How the loaded programs read kernel structs.
+    pub fn kernel_reads(&self) -> KernelReads {
+        self.reads
     }
 
     /// Programs attached, in attach order.
