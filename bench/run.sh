@@ -209,7 +209,7 @@ stop_nginx() {
 }
 
 run_workload() { # run_workload WORKLOAD
-  local out="$RUN/workload.out" cmd; PORT=""; EXPECTED=""
+  local out="$RUN/workload.out" cmd; PORT=""; EXPECTED=""; WL_CPU=""
   case $1 in
     exec) EXPECTED=$EXEC_N; cmd=("$BENCH/build/exec_storm" "$EXEC_N") ;;
     open) EXPECTED=$OPEN_N; cmd=("$BENCH/build/open_storm" "$OPEN_N" "$BENCH_FILE") ;;
@@ -228,6 +228,7 @@ run_workload() { # run_workload WORKLOAD
     VALUE=$(awk '/^Requests\/sec:/ {print $2}' "$out")
   else
     VALUE=$(sed -n 's/^elapsed=//p' "$out"); PORT=$(sed -n 's/^port=//p' "$out")
+    WL_CPU=$(sed -n 's/^cpu=//p' "$out")
   fi
   [[ -n $VALUE ]]
 }
@@ -251,7 +252,7 @@ run_one() { # run_one REP WORKLOAD MONITOR
   mon_stop "$mon"; lost=$LOST
   [[ -n $VALUE ]] && seen=$(count_seen "$mon" "$wl" || true)
   [[ -n $seen ]] || EXPECTED=""
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$wl" "$mon" "$rep" "$VALUE" "$unit" "$seen" "$EXPECTED" "$lost" "$cpu" >>"$OUT/runs.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$wl" "$mon" "$rep" "$VALUE" "$unit" "$seen" "$EXPECTED" "$lost" "$cpu" "$WL_CPU" >>"$OUT/runs.tsv"
   log "$(printf 'rep %s  %-8s %-19s %10s %-3s seen %s/%s lost %s (%ss)' "$rep" "$wl" "$mon" "${VALUE:-FAILED}" "$unit" "${seen:--}" "${EXPECTED:--}" "${lost:--}" $((SECONDS - t0)))"
 }
 
@@ -269,10 +270,11 @@ summarize() {
     [split("\n")[] | select(length > 0) | split("\t")
      | {workload: .[0], monitor: .[1], rep: (.[2] | tonumber), value: (.[3] | num), unit: .[4],
         events_seen: (.[5] | num), events_expected: (.[6] | num), lost_events: (.[7] | num),
-        monitor_cpu_s: ((.[8] // "") | num)}] as $runs
+        monitor_cpu_s: ((.[8] // "") | num), workload_cpu_s: ((.[9] // "") | num)}] as $runs
     | {meta: $meta, runs: $runs, summary: (
         [$runs | group_by(.workload)[] | map(select(.value != null)) as $ok
         | ($ok | map(select(.monitor == "none") | .value) | median) as $base
+        | ($ok | map(select(.monitor == "none") | .workload_cpu_s | select(. != null)) | median) as $cpu_base
         | $ok | group_by(.monitor)[]
         | (map(if $base == null then null elif .unit == "rps" then $base / .value else .value / $base end)) as $r
         | {workload: .[0].workload, monitor: .[0].monitor, unit: .[0].unit, reps: length,
@@ -281,20 +283,21 @@ summarize() {
            ratio_min: (if $base then $r | min else null end), ratio_max: (if $base then $r | max else null end),
            events_seen: total(.events_seen), events_expected: total(.events_expected),
            lost_events: total(.lost_events),
-           monitor_cpu_s_median: (map(.monitor_cpu_s | select(. != null)) | median)}]
+           monitor_cpu_s_median: (map(.monitor_cpu_s | select(. != null)) | median),
+           workload_cpu_ratio_median: (if $cpu_base then map(.workload_cpu_s | select(. != null) | . / $cpu_base) | median else null end)}]
         | sort_by((.workload as $w | ["exec", "open", "connect", "http"] | index($w)), (.monitor as $m | $order | index($m))))}
   ' "$OUT/runs.tsv" >"$OUT/results.json"
   {
-    echo "| workload | monitor | ratio (median) | min-max | median value | events seen/expected | lost | monitor CPU (median) |"
-    echo "|---|---|---|---|---|---|---|---|"
+    echo "| workload | monitor | ratio (median) | min-max | median value | workload CPU ratio (median) | events seen/expected | lost | monitor CPU (median) |"
+    echo "|---|---|---|---|---|---|---|---|---|"
     jq -r '.summary[] | def f: if . == null then "-" else (. * 100 | round) as $c
         | "\($c / 100 | floor).\($c % 100 | tostring | if length < 2 then "0" + . else . end)" end;
       "| \(.workload) | \(.monitor) | \(.ratio_median | f) | \(.ratio_min | f)-\(.ratio_max | f) | "
-      + "\(if .unit == "rps" then .median | round else .median | f end) \(.unit) | \(if .events_expected then "\(.events_seen)/\(.events_expected)" else "-" end) | \(.lost_events // "-") | \(if .monitor_cpu_s_median then "\(.monitor_cpu_s_median) s" else "-" end) |"' \
+      + "\(if .unit == "rps" then .median | round else .median | f end) \(.unit) | \(.workload_cpu_ratio_median | f) | \(if .events_expected then "\(.events_seen)/\(.events_expected)" else "-" end) | \(.lost_events // "-") | \(if .monitor_cpu_s_median then "\(.monitor_cpu_s_median) s" else "-" end) |"' \
       "$OUT/results.json"
   } >"$OUT/table.md"
   { echo "# Nightjar overhead benchmark $(basename "$OUT")"; echo
-    echo 'Ratio = monitored wall time / baseline (http: baseline rps / monitored rps); >1 is slower.'
+    echo 'Ratio = monitored wall time / baseline (http: baseline rps / monitored rps); >1 is slower. Workload CPU ratio = the workload loop'"'"'s own CPU (user + system, where in-context hook work is charged) / baseline.'
     echo; jq -r '.meta | to_entries[] | "- \(.key): \(.value)"' "$OUT/results.json"; echo
     cat "$OUT/table.md"; } >"$OUT/results.md"
 }

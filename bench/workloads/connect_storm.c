@@ -55,7 +55,7 @@ int main(int argc, char **argv)
 	if (pthread_create(&th, NULL, server, NULL))
 		die("pthread_create");
 
-	double t0 = now_s();
+	double t0 = now_s(), c0 = cpu_s();
 	for (long i = 0; i < n; i++) {
 		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0)
@@ -69,8 +69,8 @@ int main(int argc, char **argv)
 		(void)read(fd, &b, 1); /* returns on the server's RST (ECONNRESET) */
 		close(fd);
 	}
-	double el = now_s() - t0;
+	double el = now_s() - t0, cpu = cpu_s() - c0;
 	pthread_join(th, NULL);
-	printf("port=%d\nelapsed=%.6f\n", ntohs(sa.sin_port), el);
+	printf("port=%d\nelapsed=%.6f\ncpu=%.6f\n", ntohs(sa.sin_port), el, cpu);
 	return 0;
 }

@@ -10,7 +10,7 @@ int main(int argc, char **argv)
 	long n = arg_count(argc, argv, 1);
 	char *const args[] = { "/bin/true", NULL };
 	char *const env[] = { NULL };
-	double t0 = now_s();
+	double t0 = now_s(), c0 = cpu_s();
 
 	for (long i = 0; i < n; i++) {
 		pid_t pid = fork();
@@ -28,6 +28,6 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	printf("elapsed=%.6f\n", now_s() - t0);
+	printf("elapsed=%.6f\ncpu=%.6f\n", now_s() - t0, cpu_s() - c0);
 	return 0;
 }

@@ -13,7 +13,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *path = argv[2];
-	double t0 = now_s();
+	double t0 = now_s(), c0 = cpu_s();
 
 	for (long i = 0; i < n; i++) {
 		int fd = open(path, O_RDONLY);
@@ -21,6 +21,6 @@ int main(int argc, char **argv)
 			die(path);
 		close(fd);
 	}
-	printf("elapsed=%.6f\n", now_s() - t0);
+	printf("elapsed=%.6f\ncpu=%.6f\n", now_s() - t0, cpu_s() - c0);
 	return 0;
 }

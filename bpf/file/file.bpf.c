@@ -66,7 +66,7 @@ static __always_inline bool nj_path_selected(const char *path, bool writes)
 }
 
 /* openat(dfd, filename, flags, mode) and friends: the path argument index differs. */
-static __always_inline int nj_open_exit(struct trace_event_raw_sys_exit *ctx, __u32 syscall,
+static __always_inline int nj_open_exit(nj_sys_exit_ctx *ctx, __u32 syscall,
 					int path_arg, int flags_arg)
 {
 	__u64 args[6];
@@ -85,12 +85,12 @@ static __always_inline int nj_open_exit(struct trace_event_raw_sys_exit *ctx, __
 	}
 	bool writes = open_flags & NJ_O_WRITE_INTENT;
 
-	struct file *file = ctx->ret >= 0 ? nj_file_from_fd(ctx->ret) : NULL;
+	struct file *file = NJ_RET(ctx) >= 0 ? nj_file_from_fd(NJ_RET(ctx)) : NULL;
 	if (file && nj_file_filter_enabled && !nj_topdir_may_match(file, writes))
 		return 0;
 
 	struct nj_syscall_event *ev =
-		nj_begin_syscall_event(NJ_KIND_FILE_OPEN, syscall, ctx->ret, args, 1u << path_arg);
+		nj_begin_syscall_event(NJ_KIND_FILE_OPEN, syscall, NJ_RET(ctx), args, 1u << path_arg);
 	if (!ev)
 		return 0;
 	ev->args[flags_arg & 7] = open_flags;
@@ -111,7 +111,7 @@ static __always_inline int nj_open_exit(struct trace_event_raw_sys_exit *ctx, __
 }
 
 /* Syscalls with one or two path arguments reported as passed. */
-static __always_inline int nj_path_exit(struct trace_event_raw_sys_exit *ctx, __u16 kind,
+static __always_inline int nj_path_exit(nj_sys_exit_ctx *ctx, __u16 kind,
 					__u32 syscall, int path0, int path1)
 {
 	__u64 args[6];
@@ -120,7 +120,7 @@ static __always_inline int nj_path_exit(struct trace_event_raw_sys_exit *ctx, __
 		return 0;
 
 	__u32 mask = (path0 >= 0 ? 1u << path0 : 0) | (path1 >= 0 ? 1u << path1 : 0);
-	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, ctx->ret, args, mask);
+	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, NJ_RET(ctx), args, mask);
 	if (!ev)
 		return 0;
 	if (path0 >= 0)
@@ -133,14 +133,14 @@ static __always_inline int nj_path_exit(struct trace_event_raw_sys_exit *ctx, __
 }
 
 /* Syscalls on a descriptor (fchmod, fchown): report the file the descriptor names. */
-static __always_inline int nj_fd_exit(struct trace_event_raw_sys_exit *ctx, __u16 kind,
+static __always_inline int nj_fd_exit(nj_sys_exit_ctx *ctx, __u16 kind,
 				      __u32 syscall)
 {
 	__u64 args[6];
 
 	if (!nj_syscall_args(args))
 		return 0;
-	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, ctx->ret, args, 0);
+	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, NJ_RET(ctx), args, 0);
 	if (!ev)
 		return 0;
 	struct file *file = nj_file_from_fd(args[0]);
@@ -152,22 +152,19 @@ static __always_inline int nj_fd_exit(struct trace_event_raw_sys_exit *ctx, __u1
 }
 
 #define NJ_OPEN(name, id, path_arg, flags_arg)                                            \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                        \
-	int nj_exit_##name(struct trace_event_raw_sys_exit *ctx)                          \
+	NJ_SYSCALL_EXIT(name)                                                             \
 	{                                                                                 \
 		return nj_open_exit(ctx, id, path_arg, flags_arg);                        \
 	}
 
 #define NJ_PATHS(name, kind, id, path0, path1)                                            \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                        \
-	int nj_exit_##name(struct trace_event_raw_sys_exit *ctx)                          \
+	NJ_SYSCALL_EXIT(name)                                                             \
 	{                                                                                 \
 		return nj_path_exit(ctx, kind, id, path0, path1);                         \
 	}
 
 #define NJ_FD(name, kind, id)                                                             \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                        \
-	int nj_exit_##name(struct trace_event_raw_sys_exit *ctx)                          \
+	NJ_SYSCALL_EXIT(name)                                                             \
 	{                                                                                 \
 		return nj_fd_exit(ctx, kind, id);                                         \
 	}

@@ -26,14 +26,14 @@ static __always_inline struct nj_sock_event *nj_begin_sock_event(__u16 kind, __u
 }
 
 /* connect(fd, addr, addrlen) and bind(fd, addr, addrlen). */
-static __always_inline int nj_addr_exit(struct trace_event_raw_sys_exit *ctx, __u16 kind,
+static __always_inline int nj_addr_exit(nj_sys_exit_ctx *ctx, __u16 kind,
 					__u32 syscall)
 {
 	__u64 args[6];
 
 	if (!nj_syscall_args(args))
 		return 0;
-	struct nj_sock_event *ev = nj_begin_sock_event(kind, syscall, ctx->ret, args[0]);
+	struct nj_sock_event *ev = nj_begin_sock_event(kind, syscall, NJ_RET(ctx), args[0]);
 	if (!ev)
 		return 0;
 	struct sock *sk = nj_sock_from_fd(args[0]);
@@ -95,14 +95,14 @@ static __always_inline void nj_claim_accepted(struct sock *sk, __u64 cookie)
 }
 
 /* accept(fd, addr, addrlen) and accept4(fd, addr, addrlen, flags): the new socket's view. */
-static __always_inline int nj_accept_exit(struct trace_event_raw_sys_exit *ctx, __u32 syscall)
+static __always_inline int nj_accept_exit(nj_sys_exit_ctx *ctx, __u32 syscall)
 {
 	__u64 args[6];
 	struct sock *accepted = NULL;
 	__u64 cookie = 0;
 
-	if (ctx->ret >= 0) {
-		accepted = nj_sock_from_fd(ctx->ret);
+	if (NJ_RET(ctx) >= 0) {
+		accepted = nj_sock_from_fd(NJ_RET(ctx));
 		__u16 protocol = accepted ? NJ_KREAD(accepted, sk_protocol) : 0;
 		if (accepted)
 			cookie = nj_sock_cookie(accepted);
@@ -112,13 +112,13 @@ static __always_inline int nj_accept_exit(struct trace_event_raw_sys_exit *ctx, 
 	if (!nj_syscall_args(args))
 		return 0;
 	struct nj_sock_event *ev =
-		nj_begin_sock_event(NJ_KIND_SOCK_ACCEPT, syscall, ctx->ret, ctx->ret);
+		nj_begin_sock_event(NJ_KIND_SOCK_ACCEPT, syscall, NJ_RET(ctx), NJ_RET(ctx));
 	if (!ev)
 		return 0;
 	if (syscall == NJ_SYS_ACCEPT4)
 		ev->extra = args[3];
 	/* The accepted socket, looked up once above; a failed accept names the listener. */
-	struct sock *sk = ctx->ret >= 0 ? accepted : nj_sock_from_fd(args[0]);
+	struct sock *sk = NJ_RET(ctx) >= 0 ? accepted : nj_sock_from_fd(args[0]);
 	if (sk) {
 		nj_read_sock(sk, ev);
 		ev->cookie = sk == accepted ? cookie : nj_sock_cookie(sk);
@@ -128,15 +128,14 @@ static __always_inline int nj_accept_exit(struct trace_event_raw_sys_exit *ctx, 
 }
 
 /* listen(fd, backlog) */
-SEC("tracepoint/syscalls/sys_exit_listen")
-int nj_exit_listen(struct trace_event_raw_sys_exit *ctx)
+NJ_SYSCALL_EXIT(listen)
 {
 	__u64 args[6];
 
 	if (!nj_syscall_args(args))
 		return 0;
 	struct nj_sock_event *ev =
-		nj_begin_sock_event(NJ_KIND_SOCK_LISTEN, NJ_SYS_LISTEN, ctx->ret, args[0]);
+		nj_begin_sock_event(NJ_KIND_SOCK_LISTEN, NJ_SYS_LISTEN, NJ_RET(ctx), args[0]);
 	if (!ev)
 		return 0;
 	ev->extra = args[1];
@@ -147,26 +146,22 @@ int nj_exit_listen(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_connect")
-int nj_exit_connect(struct trace_event_raw_sys_exit *ctx)
+NJ_SYSCALL_EXIT(connect)
 {
 	return nj_addr_exit(ctx, NJ_KIND_SOCK_CONNECT, NJ_SYS_CONNECT);
 }
 
-SEC("tracepoint/syscalls/sys_exit_bind")
-int nj_exit_bind(struct trace_event_raw_sys_exit *ctx)
+NJ_SYSCALL_EXIT(bind)
 {
 	return nj_addr_exit(ctx, NJ_KIND_SOCK_BIND, NJ_SYS_BIND);
 }
 
-SEC("tracepoint/syscalls/sys_exit_accept")
-int nj_exit_accept(struct trace_event_raw_sys_exit *ctx)
+NJ_SYSCALL_EXIT(accept)
 {
 	return nj_accept_exit(ctx, NJ_SYS_ACCEPT);
 }
 
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int nj_exit_accept4(struct trace_event_raw_sys_exit *ctx)
+NJ_SYSCALL_EXIT(accept4)
 {
 	return nj_accept_exit(ctx, NJ_SYS_ACCEPT4);
 }

@@ -52,13 +52,17 @@ static __always_inline struct tcp_sock *nj_tcp_sock(struct bpf_sock_ops *skops)
 static __always_inline __u64 nj_sock_cgroup(struct bpf_sock_ops *skops)
 {
 	struct tcp_sock *tp = nj_tcp_sock(skops);
-	return tp ? BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.sk_cgrp_data.cgroup, kn, id) : 0;
+	if (!tp)
+		return 0;
+	/* tp is a BTF pointer: plain loads, no probe-read call per hop. */
+	struct cgroup *cgroup = tp->inet_conn.icsk_inet.sk.sk_cgrp_data.cgroup;
+	return cgroup ? cgroup->kn->id : 0;
 }
 
 static __always_inline __u32 nj_sock_error(struct bpf_sock_ops *skops)
 {
 	struct tcp_sock *tp = nj_tcp_sock(skops);
-	return tp ? BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.sk_err) : 0;
+	return tp ? tp->inet_conn.icsk_inet.sk.sk_err : 0;
 }
 
 /* Builds and sends a record for @conn; the header carries the owner, not the current task. */

@@ -28,8 +28,8 @@ int BPF_PROG(nj_probe_tp_btf)
 	return 0;
 }
 
-/* bpf_rdonly_cast from a tracepoint, the way the hook programs use it (kread.bpf.h). */
-SEC("tracepoint/syscalls/sys_exit_openat")
+/* bpf_rdonly_cast from a raw tracepoint, the way the hook programs use it (kread.bpf.h). */
+SEC("raw_tp/sys_exit")
 int nj_probe_kfunc_cast(void *ctx)
 {
 	struct task_struct *task = nj_kcast(bpf_get_current_task(), struct task_struct);

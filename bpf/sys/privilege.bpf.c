@@ -7,22 +7,21 @@
 #include "syscall.bpf.h"
 
 /* Integer-only syscalls: every argument is reported as is (no pointers to mask). */
-static __always_inline int nj_plain_exit(struct trace_event_raw_sys_exit *ctx, __u16 kind,
+static __always_inline int nj_plain_exit(nj_sys_exit_ctx *ctx, __u16 kind,
 					 __u32 syscall, __u32 ptr_mask)
 {
 	__u64 args[6];
 
 	if (!nj_syscall_args(args))
 		return 0;
-	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, ctx->ret, args, ptr_mask);
+	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, NJ_RET(ctx), args, ptr_mask);
 	if (ev)
 		nj_submit(ev, sizeof(*ev), kind);
 	return 0;
 }
 
 #define NJ_PLAIN(name, kind, id, ptr_mask)                                                \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                        \
-	int nj_exit_##name(struct trace_event_raw_sys_exit *ctx)                          \
+	NJ_SYSCALL_EXIT(name)                                                             \
 	{                                                                                 \
 		return nj_plain_exit(ctx, kind, id, ptr_mask);                            \
 	}
@@ -39,15 +38,14 @@ NJ_PLAIN(ptrace, NJ_KIND_PTRACE, NJ_SYS_PTRACE, (1u << 2) | (1u << 3))
  * capset(hdrp, datap): report the effective and permitted sets requested (first 32-bit word
  * pair of each, in args[2..3]) instead of the pointers.
  */
-SEC("tracepoint/syscalls/sys_exit_capset")
-int nj_exit_capset(struct trace_event_raw_sys_exit *ctx)
+NJ_SYSCALL_EXIT(capset)
 {
 	__u64 args[6];
 
 	if (!nj_syscall_args(args))
 		return 0;
 	struct nj_syscall_event *ev =
-		nj_begin_syscall_event(NJ_KIND_CRED_CHANGE, NJ_SYS_CAPSET, ctx->ret, args, 0x3f);
+		nj_begin_syscall_event(NJ_KIND_CRED_CHANGE, NJ_SYS_CAPSET, NJ_RET(ctx), args, 0x3f);
 	if (!ev)
 		return 0;
 	struct __user_cap_data_struct data[2] = {};
@@ -61,7 +59,7 @@ int nj_exit_capset(struct trace_event_raw_sys_exit *ctx)
 }
 
 /* Signals aimed at another process only: a process signalling itself is not interference. */
-static __always_inline int nj_kill_exit(struct trace_event_raw_sys_exit *ctx, __u32 syscall)
+static __always_inline int nj_kill_exit(nj_sys_exit_ctx *ctx, __u32 syscall)
 {
 	__u64 args[6];
 
@@ -72,15 +70,14 @@ static __always_inline int nj_kill_exit(struct trace_event_raw_sys_exit *ctx, __
 	if (target == 0 || target == (__s32)(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 	struct nj_syscall_event *ev =
-		nj_begin_syscall_event(NJ_KIND_KILL, syscall, ctx->ret, args, 0);
+		nj_begin_syscall_event(NJ_KIND_KILL, syscall, NJ_RET(ctx), args, 0);
 	if (ev)
 		nj_submit(ev, sizeof(*ev), NJ_KIND_KILL);
 	return 0;
 }
 
 #define NJ_KILL(name, id)                                                                 \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                        \
-	int nj_exit_##name(struct trace_event_raw_sys_exit *ctx)                          \
+	NJ_SYSCALL_EXIT(name)                                                             \
 	{                                                                                 \
 		return nj_kill_exit(ctx, id);                                             \
 	}

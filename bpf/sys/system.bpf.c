@@ -6,14 +6,14 @@
 #include "nj.bpf.h"
 #include "syscall.bpf.h"
 
-static __always_inline int nj_system_exit(struct trace_event_raw_sys_exit *ctx, __u16 kind,
+static __always_inline int nj_system_exit(nj_sys_exit_ctx *ctx, __u16 kind,
 					  __u32 syscall, int str0, int str1, __u32 ptr_mask)
 {
 	__u64 args[6];
 
 	if (!nj_syscall_args(args))
 		return 0;
-	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, ctx->ret, args, ptr_mask);
+	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, NJ_RET(ctx), args, ptr_mask);
 	if (!ev)
 		return 0;
 	if (str0 >= 0)
@@ -25,8 +25,7 @@ static __always_inline int nj_system_exit(struct trace_event_raw_sys_exit *ctx, 
 }
 
 #define NJ_SYSTEM(name, kind, id, str0, str1, ptr_mask)                                   \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                        \
-	int nj_exit_##name(struct trace_event_raw_sys_exit *ctx)                          \
+	NJ_SYSCALL_EXIT(name)                                                             \
 	{                                                                                 \
 		return nj_system_exit(ctx, kind, id, str0, str1, ptr_mask);               \
 	}

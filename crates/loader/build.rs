@@ -15,6 +15,7 @@ const FAMILIES: &[&str] = &[
     "file/file",
     "sys/privilege",
     "sys/system",
+    "sys/dispatch",
     "net/socket",
     "net/tc_flow",
     "net/connect_policy",

@@ -10,6 +10,12 @@
 #include "common.h"
 #include "process.h"
 
+/*
+ * Slots of the syscall-exit dispatch table (nj_sys_exit_progs), indexed by x86-64 syscall
+ * number: above the highest number any hooked syscall has.
+ */
+#define NJ_SYS_EXIT_SLOTS 512
+
 /* Which syscall produced the record (nj_syscall_event.syscall). Never renumbered. */
 enum nj_syscall_id {
 	NJ_SYS_OPEN = 1,

@@ -9,6 +9,7 @@ pub const NJ_KFUNC_RDONLY_CAST_IMM: u32 = 1852457777;
 pub const NJ_PATH_MAX: u32 = 256;
 pub const NJ_ARGS_MAX: u32 = 1024;
 pub const NJ_COMM_LEN: u32 = 16;
+pub const NJ_SYS_EXIT_SLOTS: u32 = 512;
 pub const NJ_STR_MAX: u32 = 256;
 pub const NJ_AF_UNIX: u32 = 1;
 pub const NJ_AF_INET: u32 = 2;

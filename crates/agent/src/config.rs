@@ -82,6 +82,7 @@ struct FileConfig {
     file_prefixes: Option<Vec<String>>,
     file_write_prefixes: Option<Vec<String>>,
     ringbuf_bytes: Option<u32>,
+    probe_read: Option<bool>,
     flow_table_size: Option<u32>,
     xdp_source_prefix4: Option<u32>,
     xdp_source_prefix6: Option<u32>,
@@ -218,7 +219,7 @@ impl AgentConfig {
         if let Some(bytes) = args.ringbuf_bytes.or(file.ringbuf_bytes) {
             probes.ringbuf_bytes = bytes;
         }
-        probes.probe_read_only = args.probe_read;
+        probes.probe_read_only = args.probe_read || file.probe_read.unwrap_or(false);
         let output = match (args.output, file.output.as_deref()) {
             (Some(o), _) => o,
             (None, None | Some("json")) => OutputFormat::Json,

@@ -1,7 +1,8 @@
 //! Which program hooks what, and which user-facing group it belongs to.
 //!
-//! Syscall programs follow one naming rule, `nj_exit_<syscall>` on the
-//! `syscalls/sys_exit_<syscall>` tracepoint, so the table only lists syscalls.
+//! Syscall programs follow one naming rule, `nj_exit_<syscall>`, and are not attached
+//! themselves: the dispatcher `nj_sys_exit` on the `sys_exit` raw tracepoint tail-calls them by
+//! x86-64 syscall number (bpf/sys/dispatch.bpf.c). So the table lists syscalls and numbers.
 
 use std::fmt;
 
@@ -60,6 +61,11 @@ pub enum Hook {
     RawTracePoint {
         name: &'static str,
     },
+    /// Slot `nr` of the syscall-exit dispatch table (`nj_sys_exit_progs`).
+    SyscallExit {
+        name: &'static str,
+        nr: u32,
+    },
 }
 
 impl fmt::Display for Hook {
@@ -67,6 +73,7 @@ impl fmt::Display for Hook {
         match self {
             Hook::TracePoint { category, name } => write!(f, "tracepoint/{category}/{name}"),
             Hook::RawTracePoint { name } => write!(f, "raw_tracepoint/{name}"),
+            Hook::SyscallExit { name, nr } => write!(f, "raw_tracepoint/sys_exit: {name} ({nr})"),
         }
     }
 }
@@ -79,48 +86,53 @@ pub struct ProgramSpec {
     pub group: Group,
 }
 
-const SYSCALLS: &[(&str, Group)] = &[
-    ("open", Group::File),
-    ("openat", Group::File),
-    ("openat2", Group::File),
-    ("unlink", Group::File),
-    ("unlinkat", Group::File),
-    ("rmdir", Group::File),
-    ("rename", Group::File),
-    ("renameat", Group::File),
-    ("renameat2", Group::File),
-    ("chmod", Group::File),
-    ("fchmodat", Group::File),
-    ("fchmod", Group::File),
-    ("chown", Group::File),
-    ("lchown", Group::File),
-    ("fchownat", Group::File),
-    ("fchown", Group::File),
-    ("setuid", Group::Privilege),
-    ("setgid", Group::Privilege),
-    ("setreuid", Group::Privilege),
-    ("setregid", Group::Privilege),
-    ("setresuid", Group::Privilege),
-    ("setresgid", Group::Privilege),
-    ("capset", Group::Privilege),
-    ("ptrace", Group::Privilege),
-    ("kill", Group::Privilege),
-    ("tkill", Group::Privilege),
-    ("tgkill", Group::Privilege),
-    ("mount", Group::System),
-    ("umount", Group::System),
-    ("init_module", Group::System),
-    ("finit_module", Group::System),
-    ("bpf", Group::System),
-    ("memfd_create", Group::System),
-    ("setns", Group::System),
-    ("unshare", Group::System),
-    ("connect", Group::Network),
-    ("accept", Group::Network),
-    ("accept4", Group::Network),
-    ("bind", Group::Network),
-    ("listen", Group::Network),
+/// (program suffix, x86-64 syscall number, group). Numbers from the kernel's
+/// arch/x86/entry/syscalls/syscall_64.tbl; `umount` is umount2, as its tracepoint was.
+const SYSCALLS: &[(&str, u32, Group)] = &[
+    ("open", 2, Group::File),
+    ("openat", 257, Group::File),
+    ("openat2", 437, Group::File),
+    ("unlink", 87, Group::File),
+    ("unlinkat", 263, Group::File),
+    ("rmdir", 84, Group::File),
+    ("rename", 82, Group::File),
+    ("renameat", 264, Group::File),
+    ("renameat2", 316, Group::File),
+    ("chmod", 90, Group::File),
+    ("fchmodat", 268, Group::File),
+    ("fchmod", 91, Group::File),
+    ("chown", 92, Group::File),
+    ("lchown", 94, Group::File),
+    ("fchownat", 260, Group::File),
+    ("fchown", 93, Group::File),
+    ("setuid", 105, Group::Privilege),
+    ("setgid", 106, Group::Privilege),
+    ("setreuid", 113, Group::Privilege),
+    ("setregid", 114, Group::Privilege),
+    ("setresuid", 117, Group::Privilege),
+    ("setresgid", 119, Group::Privilege),
+    ("capset", 126, Group::Privilege),
+    ("ptrace", 101, Group::Privilege),
+    ("kill", 62, Group::Privilege),
+    ("tkill", 200, Group::Privilege),
+    ("tgkill", 234, Group::Privilege),
+    ("mount", 165, Group::System),
+    ("umount", 166, Group::System),
+    ("init_module", 175, Group::System),
+    ("finit_module", 313, Group::System),
+    ("bpf", 321, Group::System),
+    ("memfd_create", 319, Group::System),
+    ("setns", 308, Group::System),
+    ("unshare", 272, Group::System),
+    ("connect", 42, Group::Network),
+    ("accept", 43, Group::Network),
+    ("accept4", 288, Group::Network),
+    ("bind", 49, Group::Network),
+    ("listen", 50, Group::Network),
 ];
+
+/// The dispatcher that runs the syscall programs (attached when any of them is enabled).
+pub const SYSCALL_DISPATCHER: &str = "nj_sys_exit";
 
 /// Every program in nightjar.bpf.o with its hook and group.
 pub fn programs() -> Vec<ProgramSpec> {
@@ -157,14 +169,11 @@ pub fn programs() -> Vec<ProgramSpec> {
             group: Group::Process,
         },
     ];
-    for (syscall, group) in SYSCALLS {
+    for &(name, nr, group) in SYSCALLS {
         specs.push(ProgramSpec {
-            program: format!("nj_exit_{syscall}"),
-            hook: Hook::TracePoint {
-                category: "syscalls",
-                name: format!("sys_exit_{syscall}"),
-            },
-            group: *group,
+            program: format!("nj_exit_{name}"),
+            hook: Hook::SyscallExit { name, nr },
+            group,
         });
     }
     specs
@@ -184,12 +193,21 @@ mod tests {
             .unwrap();
         assert_eq!(
             openat.hook,
-            Hook::TracePoint {
-                category: "syscalls",
-                name: "sys_exit_openat".into()
+            Hook::SyscallExit {
+                name: "openat",
+                nr: 257
             }
         );
         assert_eq!(openat.group, Group::File);
+    }
+
+    #[test]
+    fn syscall_numbers_fit_the_table_and_do_not_repeat() {
+        let mut seen = std::collections::HashSet::new();
+        for &(name, nr, _) in SYSCALLS {
+            assert!(nr < nightjar_abi::NJ_SYS_EXIT_SLOTS, "{name}: {nr}");
+            assert!(seen.insert(nr), "{name}: number {nr} twice");
+        }
     }
 
     #[test]

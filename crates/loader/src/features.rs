@@ -46,7 +46,7 @@ impl KernelFeatures {
         if !self.has("fentry") {
             out.push((
                 "fentry/fexit on kernel functions",
-                "syscall exit tracepoints (arguments from the saved registers)",
+                "the sys_exit raw tracepoint (arguments from the saved registers)",
             ));
         }
         if !self.has("bpf_lsm") {
@@ -262,11 +262,11 @@ fn kfunc_cast_probe(btf: &Btf) -> Probe {
         }
     };
     let mut probe = load_probe_from("kfunc_cast", object.bytes(), |loader| {
-        let prog: &mut aya::programs::TracePoint = program(loader, "nj_probe_kfunc_cast")?;
+        let prog: &mut aya::programs::RawTracePoint = program(loader, "nj_probe_kfunc_cast")?;
         prog.load().map_err(|e| e.to_string())
     });
     if probe.available {
-        probe.detail = format!("bpf_rdonly_cast (BTF id {id}) loaded from a tracepoint");
+        probe.detail = format!("bpf_rdonly_cast (BTF id {id}) loaded from a raw tracepoint");
     }
     probe
 }

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use aya::maps::HashMap as BpfHashMap;
-use aya::maps::{LpmTrie, MapData, PerCpuArray, RingBuf};
+use aya::maps::{LpmTrie, MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::{RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use nightjar_abi::{
@@ -240,10 +240,20 @@ impl KernelProbes {
             failures: Vec::new(),
         };
         probes.set_file_prefixes(&config.file_prefixes, &config.file_write_prefixes)?;
+        let mut syscall_programs = false;
         for spec in catalog::programs() {
             if config.groups.contains(&spec.group) {
+                syscall_programs |= matches!(spec.hook, Hook::SyscallExit { .. });
                 probes.attach(spec)?;
             }
+        }
+        // The table is full before the dispatcher starts running it.
+        if syscall_programs {
+            probes.attach(ProgramSpec {
+                program: catalog::SYSCALL_DISPATCHER.into(),
+                hook: Hook::RawTracePoint { name: "sys_exit" },
+                group: Group::Process,
+            })?;
         }
         Ok(probes)
     }
@@ -275,6 +285,24 @@ impl KernelProbes {
                 tp.attach(name).map(drop).inspect_err(|_| {
                     let _ = tp.unload();
                 })
+            }
+            Hook::SyscallExit { nr, .. } => {
+                let tp: &mut RawTracePoint = program.try_into().map_err(program_error)?;
+                tp.load().map_err(program_error)?;
+                let fd = tp
+                    .fd()
+                    .and_then(|fd| fd.try_clone().map_err(Into::into))
+                    .map_err(program_error)?;
+                let map = self
+                    .ebpf
+                    .map_mut("nj_sys_exit_progs")
+                    .ok_or_else(|| missing_map("nj_sys_exit_progs"))?;
+                let mut table: ProgramArray<&mut MapData> =
+                    ProgramArray::try_from(map).map_err(|e| map_error("nj_sys_exit_progs", e))?;
+                table
+                    .set(*nr, &fd, 0)
+                    .map_err(|e| map_error("nj_sys_exit_progs", e))?;
+                Ok(())
             }
         };
         match result {
