@@ -119,6 +119,6 @@ fn doctor_reports_the_kernel_and_its_fallbacks() {
         .lines()
         .any(|l| l.trim_start().starts_with("no") && l.contains("fentry"))
     {
-        assert!(text.contains("syscall exit tracepoints"), "{text}");
+        assert!(text.contains("the sys_exit raw tracepoint"), "{text}");
     }
 }
