@@ -176,11 +176,11 @@ mon_stop() {
 count_seen() { # count_seen MONITOR WORKLOAD
   local f="$RUN/events.jsonl" bt="$RUN/bt.out" port=${PORT:-x}
   case $1:$2 in
-    nightjar:exec|nightjar-all-opens:exec|nightjar-probe-read:exec)
+    nightjar:exec|nightjar-all-opens:exec|nightjar-probe-read:exec|nightjar-base:exec)
       grep -F '"type":"process_exec"' "$f" | grep -F "\"ppid\":$WL_PID," | grep -cE '"binary":"(/usr)?/bin/true"' ;;
     nightjar-all-opens:open)
       grep -F '"type":"file_open"' "$f" | grep -cF "\"path\":\"$BENCH_FILE\"" ;;
-    nightjar:connect|nightjar-all-opens:connect|nightjar-probe-read:connect)
+    nightjar:connect|nightjar-all-opens:connect|nightjar-probe-read:connect|nightjar-base:connect)
       grep -F '"type":"sock_connect"' "$f" | grep -cE "\"port\":$port[,}]" ;;
     bpftrace-print:exec) awk -v p="$WL_PID" '$1=="exec" && $3==p && $4 ~ /bin\/true$/' "$bt" | wc -l ;;
     bpftrace-print:open) awk -v f="$BENCH_FILE" '$1=="open" && $3==f' "$bt" | wc -l ;;
