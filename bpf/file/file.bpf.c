@@ -71,7 +71,7 @@ static __always_inline int nj_open_exit(nj_sys_exit_ctx *ctx, __u32 syscall,
 {
 	__u64 args[6];
 
-	if (!nj_syscall_args(args))
+	if (!nj_syscall_args(ctx, args))
 		return 0;
 
 	/* openat2 passes a struct open_how pointer: its flags and mode stand in for the args. */
@@ -116,7 +116,7 @@ static __always_inline int nj_path_exit(nj_sys_exit_ctx *ctx, __u16 kind,
 {
 	__u64 args[6];
 
-	if (!nj_syscall_args(args))
+	if (!nj_syscall_args(ctx, args))
 		return 0;
 
 	__u32 mask = (path0 >= 0 ? 1u << path0 : 0) | (path1 >= 0 ? 1u << path1 : 0);
@@ -138,7 +138,7 @@ static __always_inline int nj_fd_exit(nj_sys_exit_ctx *ctx, __u16 kind,
 {
 	__u64 args[6];
 
-	if (!nj_syscall_args(args))
+	if (!nj_syscall_args(ctx, args))
 		return 0;
 	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, NJ_RET(ctx), args, 0);
 	if (!ev)

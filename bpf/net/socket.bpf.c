@@ -31,7 +31,7 @@ static __always_inline int nj_addr_exit(nj_sys_exit_ctx *ctx, __u16 kind,
 {
 	__u64 args[6];
 
-	if (!nj_syscall_args(args))
+	if (!nj_syscall_args(ctx, args))
 		return 0;
 	struct nj_sock_event *ev = nj_begin_sock_event(kind, syscall, NJ_RET(ctx), args[0]);
 	if (!ev)
@@ -109,7 +109,7 @@ static __always_inline int nj_accept_exit(nj_sys_exit_ctx *ctx, __u32 syscall)
 		if (protocol == IPPROTO_TCP)
 			nj_claim_accepted(accepted, cookie);
 	}
-	if (!nj_syscall_args(args))
+	if (!nj_syscall_args(ctx, args))
 		return 0;
 	struct nj_sock_event *ev =
 		nj_begin_sock_event(NJ_KIND_SOCK_ACCEPT, syscall, NJ_RET(ctx), NJ_RET(ctx));
@@ -132,7 +132,7 @@ NJ_SYSCALL_EXIT(listen)
 {
 	__u64 args[6];
 
-	if (!nj_syscall_args(args))
+	if (!nj_syscall_args(ctx, args))
 		return 0;
 	struct nj_sock_event *ev =
 		nj_begin_sock_event(NJ_KIND_SOCK_LISTEN, NJ_SYS_LISTEN, NJ_RET(ctx), args[0]);

@@ -26,8 +26,7 @@ int nj_sys_exit(nj_sys_exit_ctx *ctx)
 	/* The per-syscall tracepoints skip compat syscalls too (trace_get_syscall_nr). */
 	if (task->thread_info.status & NJ_TS_COMPAT)
 		return 0;
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
-	__u64 nr = regs->orig_ax;
+	__u64 nr = nj_syscall_regs(ctx)->orig_ax;
 
 	if (nr < NJ_SYS_EXIT_SLOTS)
 		bpf_tail_call(ctx, &nj_sys_exit_progs, (__u32)nr);

@@ -12,7 +12,7 @@ static __always_inline int nj_plain_exit(nj_sys_exit_ctx *ctx, __u16 kind,
 {
 	__u64 args[6];
 
-	if (!nj_syscall_args(args))
+	if (!nj_syscall_args(ctx, args))
 		return 0;
 	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, NJ_RET(ctx), args, ptr_mask);
 	if (ev)
@@ -42,7 +42,7 @@ NJ_SYSCALL_EXIT(capset)
 {
 	__u64 args[6];
 
-	if (!nj_syscall_args(args))
+	if (!nj_syscall_args(ctx, args))
 		return 0;
 	struct nj_syscall_event *ev =
 		nj_begin_syscall_event(NJ_KIND_CRED_CHANGE, NJ_SYS_CAPSET, NJ_RET(ctx), args, 0x3f);
@@ -63,7 +63,7 @@ static __always_inline int nj_kill_exit(nj_sys_exit_ctx *ctx, __u32 syscall)
 {
 	__u64 args[6];
 
-	if (!nj_syscall_args(args))
+	if (!nj_syscall_args(ctx, args))
 		return 0;
 	/* The target pid is the first argument of kill, tkill and tgkill alike. */
 	__s32 target = (__s32)args[0];

@@ -11,7 +11,7 @@ static __always_inline int nj_system_exit(nj_sys_exit_ctx *ctx, __u16 kind,
 {
 	__u64 args[6];
 
-	if (!nj_syscall_args(args))
+	if (!nj_syscall_args(ctx, args))
 		return 0;
 	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, NJ_RET(ctx), args, ptr_mask);
 	if (!ev)
