@@ -94,17 +94,27 @@ static __always_inline void nj_fill_header(struct nj_event_header *hdr, __u16 ki
 }
 
 /*
- * Wake the consumer only once this much is waiting. A wakeup per record (the default) costs
+ * Wake the consumer once per this much backlog. A wakeup per record (the default) costs
  * microseconds of irq_work and scheduling on every event; userspace also drains on a short
  * timer, which bounds latency when traffic is light.
  */
 #define NJ_WAKEUP_BYTES (256 * 1024)
 
-/* Copies a built record into the ring buffer; a full buffer is counted, never silent. */
+/*
+ * Copies a built record into the ring buffer; a full buffer is counted, never silent.
+ *
+ * Only the record that takes the backlog across a multiple of NJ_WAKEUP_BYTES wakes the
+ * consumer. Waking on every record once the backlog passed the mark made each event behind a
+ * busy consumer pay a forced wakeup: with the agent stopped, a connect storm ran at 1.56x
+ * instead of 1.28x (about 7 us per event). A crossing two CPUs race past unseen is caught at
+ * the next multiple, or by the consumer's timer.
+ */
 static __always_inline void nj_submit(void *event, __u32 size, __u16 kind)
 {
 	__u64 waiting = bpf_ringbuf_query(&nj_events, BPF_RB_AVAIL_DATA);
-	__u64 flags = waiting >= NJ_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	__u64 flags = waiting / NJ_WAKEUP_BYTES != (waiting + size) / NJ_WAKEUP_BYTES
+			      ? BPF_RB_FORCE_WAKEUP
+			      : BPF_RB_NO_WAKEUP;
 
 	if (bpf_ringbuf_output(&nj_events, event, size, flags) == 0)
 		return;
