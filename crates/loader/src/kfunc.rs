@@ -71,11 +71,7 @@ pub fn patch_rdonly_cast(object: &[u8], btf_id: u32) -> Result<(AlignedObject, u
     for (offset, size) in code_sections(bytes)? {
         let code = &mut bytes[offset..offset + size];
         for insn in code.chunks_exact_mut(8) {
-            let imm = u32::from_le_bytes([insn[4], insn[5], insn[6], insn[7]]);
-            if insn[0] == OPCODE_CALL
-                && insn[1] == REGS_KFUNC_CALL
-                && imm == NJ_KFUNC_RDONLY_CAST_IMM
-            {
+            if is_placeholder(insn) {
                 insn[4..8].copy_from_slice(&btf_id.to_le_bytes());
                 patched += 1;
             }
@@ -90,15 +86,17 @@ pub fn count_placeholders(object: &[u8]) -> Result<usize, PatchError> {
     for (offset, size) in code_sections(object)? {
         count += object[offset..offset + size]
             .chunks_exact(8)
-            .filter(|insn| {
-                insn[0] == OPCODE_CALL
-                    && insn[1] == REGS_KFUNC_CALL
-                    && u32::from_le_bytes([insn[4], insn[5], insn[6], insn[7]])
-                        == NJ_KFUNC_RDONLY_CAST_IMM
-            })
+            .filter(|insn| is_placeholder(insn))
             .count();
     }
     Ok(count)
+}
+
+/// An 8-byte instruction that is the placeholder call (see bpf/lib/kread.bpf.h).
+fn is_placeholder(insn: &[u8]) -> bool {
+    insn[0] == OPCODE_CALL
+        && insn[1] == REGS_KFUNC_CALL
+        && u32::from_le_bytes([insn[4], insn[5], insn[6], insn[7]]) == NJ_KFUNC_RDONLY_CAST_IMM
 }
 
 /// (file offset, size) of each executable section of a little-endian ELF64 object.
