@@ -4,7 +4,8 @@
  * bpf_rdonly_cast kfunc (built with NJ_KCAST=1), bpf_probe_read_kernel otherwise.
  *
  * A pointer a program reads out of the fd table or a void * field is a plain number to the
- * verifier, so every field behind it used to cost a helper call (about 45 ns here). Cast to
+ * verifier, so every field behind it used to cost a helper call (about 45 ns each here, as a
+ * program's time divided by its calls). Cast to
  * its BTF type it becomes a pointer the verifier lets the program load through; the JIT turns
  * each such load into one guarded move, a fault reading as zero. The cast itself is inlined
  * by the verifier into a register move. build.rs compiles every program both ways; the loader

@@ -52,29 +52,41 @@ static __always_inline struct sock *nj_sock_from_fd(__s64 fd)
 	return NJ_KREAD(socket, sk);
 }
 
-/* Local and remote addresses of an inet socket, as the kernel holds them now. */
-static __always_inline void nj_read_sock(struct sock *sk, struct nj_sock_event *ev)
+/*
+ * An inet socket's addresses (16 bytes each, IPv4 in the first 4) and ports (host order), as
+ * the kernel holds them now. Returns the family; a socket of another family is left unread.
+ */
+static __always_inline __u16 nj_sock_addrs(struct sock *sk, __u8 *local, __u8 *remote,
+					   __u16 *local_port, __u16 *remote_port)
 {
 	__u16 family = NJ_KREAD(sk, __sk_common.skc_family);
 
+	/* Explicit sizes: BPF_CORE_READ_INTO would size the copy by one array element. */
+	if (family == NJ_AF_INET) {
+		nj_kcopy(local, 4, &sk->__sk_common.skc_rcv_saddr);
+		nj_kcopy(remote, 4, &sk->__sk_common.skc_daddr);
+	} else if (family == NJ_AF_INET6) {
+		nj_kcopy(local, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		nj_kcopy(remote, 16, &sk->__sk_common.skc_v6_daddr);
+	} else {
+		return family;
+	}
+	*local_port = NJ_KREAD(sk, __sk_common.skc_num);
+	*remote_port = nj_ntohs(NJ_KREAD(sk, __sk_common.skc_dport));
+	return family;
+}
+
+/* Type, protocol, and local and remote addresses of an inet socket. */
+static __always_inline void nj_read_sock(struct sock *sk, struct nj_sock_event *ev)
+{
 	ev->sock_type = NJ_KREAD(sk, sk_type);
 	ev->protocol = NJ_KREAD(sk, sk_protocol);
-	if (family == NJ_AF_INET) {
+	__u16 family = nj_sock_addrs(sk, ev->local.addr, ev->remote.addr, &ev->local.port,
+				     &ev->remote.port);
+	if (family == NJ_AF_INET || family == NJ_AF_INET6) {
 		ev->local.family = family;
 		ev->remote.family = family;
-		/* Explicit sizes: BPF_CORE_READ_INTO would size the copy by one array element. */
-		nj_kcopy(ev->local.addr, 4, &sk->__sk_common.skc_rcv_saddr);
-		nj_kcopy(ev->remote.addr, 4, &sk->__sk_common.skc_daddr);
-	} else if (family == NJ_AF_INET6) {
-		ev->local.family = family;
-		ev->remote.family = family;
-		nj_kcopy(ev->local.addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		nj_kcopy(ev->remote.addr, 16, &sk->__sk_common.skc_v6_daddr);
-	} else {
-		return;
 	}
-	ev->local.port = NJ_KREAD(sk, __sk_common.skc_num);
-	ev->remote.port = nj_ntohs(NJ_KREAD(sk, __sk_common.skc_dport));
 }
 
 #endif

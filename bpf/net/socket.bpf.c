@@ -74,16 +74,7 @@ static __always_inline void nj_claim_accepted(struct sock *sk, __u64 cookie)
 	ev.established_ns = conn->established_ns;
 	ev.direction = NJ_TCP_PASSIVE;
 	ev.owner = NJ_TCP_OWNER_ACCEPT;
-	ev.family = NJ_KREAD(sk, __sk_common.skc_family);
-	if (ev.family == NJ_AF_INET) {
-		nj_kcopy(ev.saddr, 4, &sk->__sk_common.skc_rcv_saddr);
-		nj_kcopy(ev.daddr, 4, &sk->__sk_common.skc_daddr);
-	} else {
-		nj_kcopy(ev.saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		nj_kcopy(ev.daddr, 16, &sk->__sk_common.skc_v6_daddr);
-	}
-	ev.sport = NJ_KREAD(sk, __sk_common.skc_num);
-	ev.dport = nj_ntohs(NJ_KREAD(sk, __sk_common.skc_dport));
+	ev.family = nj_sock_addrs(sk, ev.saddr, ev.daddr, &ev.sport, &ev.dport);
 	struct tcp_sock *tp = nj_kcast(sk, struct tcp_sock);
 	ev.srtt_us = NJ_KREAD(tp, srtt_us) >> 3;
 	ev.bytes_received = NJ_KREAD(tp, bytes_received);

@@ -28,10 +28,10 @@ int nj_process_exec(struct trace_event_raw_sched_process_exec *ctx)
 	ev->cap_permitted = BPF_CORE_READ(task, cred, cap_permitted.val);
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 
-	struct mm_struct *mm = BPF_CORE_READ(task, mm);
 	/* BTF pointers (plain loads) for what the path walk starts from: see kread.bpf.h. */
 	struct task_struct *btf_task = bpf_get_current_task_btf();
-	struct file *exe = btf_task->mm->exe_file;
+	struct mm_struct *mm = btf_task->mm;
+	struct file *exe = mm->exe_file;
 	ev->binary[0] = 0;
 	if (exe)
 		ev->hdr.flags |= nj_resolve_path(__builtin_preserve_access_index(&exe->f_path),
@@ -41,8 +41,8 @@ int nj_process_exec(struct trace_event_raw_sched_process_exec *ctx)
 	ev->hdr.flags |= nj_resolve_path(__builtin_preserve_access_index(&fs->pwd), ev->cwd) &
 			 ~NJ_FLAG_PATH_TRUNCATED;
 
-	__u64 arg_start = BPF_CORE_READ(mm, arg_start);
-	__u64 arg_end = BPF_CORE_READ(mm, arg_end);
+	__u64 arg_start = mm->arg_start;
+	__u64 arg_end = mm->arg_end;
 	__u64 size = arg_end > arg_start ? arg_end - arg_start : 0;
 	__u32 len = size > NJ_ARGS_MAX ? NJ_ARGS_MAX : size;
 

@@ -130,7 +130,7 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     telemetry
         .kernel_reads
         .get_or_create(&nightjar_core::telemetry::ModeLabel {
-            mode: probes.kernel_reads().metric_mode(),
+            mode: probes.kernel_reads().name(),
         })
         .set(1);
 

@@ -101,15 +101,8 @@ pub enum KernelReads {
 }
 
 impl KernelReads {
+    /// Its name in logs and the `mode` label of `nightjar_bpf_kernel_reads`.
     pub fn name(self) -> &'static str {
-        match self {
-            KernelReads::Cast => "kfunc cast",
-            KernelReads::ProbeRead => "probe read",
-        }
-    }
-
-    /// The `mode` label of `nightjar_bpf_kernel_reads`.
-    pub fn metric_mode(self) -> &'static str {
         match self {
             KernelReads::Cast => "kfunc_cast",
             KernelReads::ProbeRead => "probe_read",
