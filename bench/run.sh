@@ -16,7 +16,8 @@ MONITORS=none,nightjar,nightjar-all-opens,auditd,bpftrace-noop,bpftrace-count,bp
 # nightjar-base: the same default configuration from $NIGHTJAR_BASE_BIN (another commit's
 # build), for before/after in one run; not in the default set.
 # nightjar-probe-read: the default configuration with the probe-read build (kernels < 6.2).
-ALL_MONITORS=$MONITORS,nightjar-base,nightjar-probe-read
+# nightjar-normal-cpu: the default configuration with --cpu-priority normal (no yielding).
+ALL_MONITORS=$MONITORS,nightjar-base,nightjar-probe-read,nightjar-normal-cpu
 
 usage() {
   cat <<EOF
@@ -122,9 +123,10 @@ mon_start() {
   local extra=()
   case $1 in
     none) return 0 ;;
-    nightjar|nightjar-all-opens|nightjar-base|nightjar-probe-read)
+    nightjar|nightjar-all-opens|nightjar-base|nightjar-probe-read|nightjar-normal-cpu)
       [[ $1 == nightjar-all-opens ]] && extra=(--file-prefix /)
       [[ $1 == nightjar-probe-read ]] && extra=(--probe-read)  # the build for kernels < 6.2
+      [[ $1 == nightjar-normal-cpu ]] && extra=(--cpu-priority normal)
       METRICS_PORT=$(free_port)
       local bin=$NIGHTJAR_COPY; [[ $1 == nightjar-base ]] && bin=$NIGHTJAR_BASE_COPY
       local cmd=("$bin" agent --output json --output-file "$RUN/events.jsonl"
@@ -176,11 +178,11 @@ mon_stop() {
 count_seen() { # count_seen MONITOR WORKLOAD
   local f="$RUN/events.jsonl" bt="$RUN/bt.out" port=${PORT:-x}
   case $1:$2 in
-    nightjar:exec|nightjar-all-opens:exec|nightjar-probe-read:exec|nightjar-base:exec)
+    nightjar:exec|nightjar-all-opens:exec|nightjar-probe-read:exec|nightjar-base:exec|nightjar-normal-cpu:exec)
       grep -F '"type":"process_exec"' "$f" | grep -F "\"ppid\":$WL_PID," | grep -cE '"binary":"(/usr)?/bin/true"' ;;
     nightjar-all-opens:open)
       grep -F '"type":"file_open"' "$f" | grep -cF "\"path\":\"$BENCH_FILE\"" ;;
-    nightjar:connect|nightjar-all-opens:connect|nightjar-probe-read:connect|nightjar-base:connect)
+    nightjar:connect|nightjar-all-opens:connect|nightjar-probe-read:connect|nightjar-base:connect|nightjar-normal-cpu:connect)
       grep -F '"type":"sock_connect"' "$f" | grep -cE "\"port\":$port[,}]" ;;
     bpftrace-print:exec) awk -v p="$WL_PID" '$1=="exec" && $3==p && $4 ~ /bin\/true$/' "$bt" | wc -l ;;
     bpftrace-print:open) awk -v f="$BENCH_FILE" '$1=="open" && $3==f' "$bt" | wc -l ;;
@@ -320,7 +322,7 @@ BENCH_FILE="$TMP/bench-file"; echo data >"$BENCH_FILE"
 ensure_deps
 build_workloads
 if [[ ,$MONITORS, == *,nightjar* && ! -x $NIGHTJAR_BIN ]]; then
-  for m in nightjar nightjar-all-opens nightjar-probe-read; do drop_monitor "$m" "$NIGHTJAR_BIN not found (cargo build --release)"; done
+  for m in nightjar nightjar-all-opens nightjar-probe-read nightjar-normal-cpu; do drop_monitor "$m" "$NIGHTJAR_BIN not found (cargo build --release)"; done
 fi
 # Run a private copy: a cargo build replacing the binary mid-benchmark must not mix versions.
 NIGHTJAR_COPY="$TMP/nightjar"; [[ ,$MONITORS, == *,nightjar* ]] && cp "$NIGHTJAR_BIN" "$NIGHTJAR_COPY"

@@ -129,6 +129,10 @@ pub struct AgentArgs {
     /// the bpf_rdonly_cast kfunc (the fallback build; slower).
     #[arg(long)]
     pub probe_read: bool,
+    /// The agent's CPU priority: adaptive (yields to every workload while it keeps up, normal
+    /// when it falls behind or is starved) or normal.
+    #[arg(long, value_enum)]
+    pub cpu_priority: Option<crate::sched::CpuPriority>,
     /// Stop after this many seconds.
     #[arg(long)]
     pub duration: Option<u64>,

@@ -50,6 +50,8 @@ pub struct AgentConfig {
     pub rates_interval: Option<std::time::Duration>,
     /// How often pods' CPU and memory are read.
     pub resource_interval: std::time::Duration,
+    /// How the agent's own threads are scheduled.
+    pub cpu_priority: crate::sched::CpuPriority,
 }
 
 /// How to reach the Kubernetes API.
@@ -83,6 +85,7 @@ struct FileConfig {
     file_write_prefixes: Option<Vec<String>>,
     ringbuf_bytes: Option<u32>,
     probe_read: Option<bool>,
+    cpu_priority: Option<crate::sched::CpuPriority>,
     flow_table_size: Option<u32>,
     xdp_source_prefix4: Option<u32>,
     xdp_source_prefix6: Option<u32>,
@@ -354,6 +357,7 @@ impl AgentConfig {
                     default.exists().then_some(default)
                 })
             },
+            cpu_priority: args.cpu_priority.or(file.cpu_priority).unwrap_or_default(),
             resource_interval: {
                 let secs = args
                     .resource_interval
@@ -424,6 +428,26 @@ mod tests {
         assert!(c.probes.file_prefixes.contains(&"/etc/shadow".to_string()));
         assert!(c.probes.file_write_prefixes.contains(&"/etc/".to_string()));
         assert_eq!(c.metrics_addr, Some(DEFAULT_METRICS_ADDR.parse().unwrap()));
+    }
+
+    #[test]
+    fn cpu_priority_is_adaptive_unless_told() {
+        use crate::sched::CpuPriority;
+        let c = AgentConfig::from_args(&args(&[])).unwrap();
+        assert_eq!(c.cpu_priority, CpuPriority::Adaptive);
+        let c = AgentConfig::from_args(&args(&["--cpu-priority", "normal"])).unwrap();
+        assert_eq!(c.cpu_priority, CpuPriority::Normal);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "cpu_priority: normal\n").unwrap();
+        let c = AgentConfig::from_args(&args(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(c.cpu_priority, CpuPriority::Normal);
+        std::fs::write(&path, "cpu_priority: low\n").unwrap();
+        let err = AgentConfig::from_args(&args(&["--config", path.to_str().unwrap()])).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("low") && text.contains("adaptive"), "{text}");
+        let err = Cli::try_parse_from(["nightjar", "agent", "--cpu-priority", "low"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

@@ -151,9 +151,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let status = tokio::task::spawn_blocking(move || {
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("demo-workload");
-        // SAFETY: only async-signal-safe work (open/write/close) between fork and exec.
+        // SAFETY: only async-signal-safe work (sched_setscheduler, open/write/close) between
+        // fork and exec.
         unsafe {
             cmd.pre_exec(move || {
+                // Forked from an agent thread that may run at idle priority: not the workload.
+                crate::sched::reset_current_thread()?;
                 std::fs::write(&procs, b"0")?;
                 Ok(())
             });

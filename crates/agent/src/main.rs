@@ -7,6 +7,7 @@ mod control_cli;
 mod demo;
 mod doctor;
 mod run;
+mod sched;
 mod workload;
 
 use std::process::ExitCode;

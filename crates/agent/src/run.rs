@@ -245,6 +245,7 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
         shutdown_rx.clone(),
     ));
     let pipeline_task = tokio::spawn(pipeline.run(rx));
+    let watchdog = crate::sched::Watchdog::start(config.cpu_priority, telemetry.clone());
     tracing::info!(
         programs = probes.attached().len(),
         unavailable = probes.failures().len(),
@@ -299,6 +300,8 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     }
 
     tracing::info!("Stopping: detaching programs");
+    // What is left to drain is drained at normal priority.
+    watchdog.stop();
     // Detach first so no new events arrive, then deliver what the ring buffer still holds.
     drop(probes);
     let _ = shutdown_tx.send(true);

@@ -545,3 +545,106 @@ fn detach_leaves_nothing_behind() {
         .collect();
     assert_eq!(pins_before, pins_after, "pins left behind in /sys/fs/bpf");
 }
+
+/// Each thread of `pid` by name, with its scheduling policy.
+fn thread_policies(pid: u32) -> Vec<(String, i32)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let tid: i32 = path.file_name()?.to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+            // SAFETY: a query on a thread id; -1 (exited) is filtered out.
+            let policy = unsafe { libc::sched_getscheduler(tid) };
+            (policy >= 0).then(|| (comm.trim().to_string(), policy))
+        })
+        .collect()
+}
+
+fn metric(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in metrics"))
+}
+
+fn wait_for_metric(agent: &Agent, line: &str, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while !agent.metrics().lines().any(|l| l == line) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `{line}` within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The adaptive CPU priority: idle while keeping up, normal when starved, idle again after.
+#[test]
+fn agent_yields_the_cpu_and_claims_it_back_when_starved() {
+    let _serial = serial();
+    let agent = Agent::start(&[]);
+    wait_for_metric(
+        &agent,
+        "nightjar_agent_cpu_policy{mode=\"idle\"} 1",
+        Duration::from_secs(5),
+    );
+    let threads = thread_policies(agent.pid);
+    assert!(threads.len() >= 3, "{threads:?}");
+    for (name, policy) in &threads {
+        let expected = if name == "nj-cpu-watchdog" {
+            libc::SCHED_OTHER
+        } else {
+            libc::SCHED_IDLE
+        };
+        assert_eq!(*policy, expected, "thread {name}: {threads:?}");
+    }
+
+    // Busy loops at normal priority on every CPU leave an idle-priority drain no CPU time.
+    let hogs = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
+    let until = std::time::Instant::now() + Duration::from_millis(1500);
+    let spinners: Vec<_> = (0..hogs)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while std::time::Instant::now() < until {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            })
+        })
+        .collect();
+    for spinner in spinners {
+        spinner.join().unwrap();
+    }
+    let metrics = agent.metrics();
+    assert!(
+        metric(&metrics, "nightjar_agent_cpu_policy_promotions_total") >= 1,
+        "never promoted while starved:\n{metrics}"
+    );
+    // Calm again: back to idle within the first calm period (2 s) plus margin.
+    wait_for_metric(
+        &agent,
+        "nightjar_agent_cpu_policy{mode=\"idle\"} 1",
+        Duration::from_secs(10),
+    );
+    assert!(thread_policies(agent.pid)
+        .iter()
+        .any(|(name, policy)| name != "nj-cpu-watchdog" && *policy == libc::SCHED_IDLE));
+    agent.stop();
+
+    let agent = Agent::start(&["--cpu-priority", "normal"]);
+    wait_for_metric(
+        &agent,
+        "nightjar_agent_cpu_policy{mode=\"normal\"} 1",
+        Duration::from_secs(5),
+    );
+    let threads = thread_policies(agent.pid);
+    assert!(
+        threads
+            .iter()
+            .all(|(_, policy)| *policy == libc::SCHED_OTHER),
+        "{threads:?}"
+    );
+    assert!(!threads.iter().any(|(name, _)| name == "nj-cpu-watchdog"));
+    agent.stop();
+}

@@ -220,6 +220,15 @@ pub struct Telemetry {
     pub kubernetes_unresolved: Counter,
     pub flows_created: Counter,
     pub flow_table_entries: Gauge,
+    /// Passes of the ring-buffer drain (one per wakeup or tick): a drain that stops
+    /// advancing is not getting CPU.
+    pub drain_passes: Counter,
+    /// Drain batches that came back full: the backlog was larger than one batch.
+    pub drain_full_batches: Counter,
+    /// 1 for the scheduling policy the agent's threads run under (mode: idle or normal).
+    pub cpu_policy: Family<ModeLabel, Gauge>,
+    /// Times the agent went from yielding the CPU to claiming its fair share.
+    pub cpu_policy_promotions: Counter,
 }
 
 impl Default for Telemetry {
@@ -273,6 +282,10 @@ impl Telemetry {
             kubernetes_unresolved: Counter::default(),
             flows_created: Counter::default(),
             flow_table_entries: Gauge::default(),
+            drain_passes: Counter::default(),
+            drain_full_batches: Counter::default(),
+            cpu_policy: Family::default(),
+            cpu_policy_promotions: Counter::default(),
         };
         {
             let mut r = t.registry.lock().unwrap_or_else(|e| e.into_inner());
@@ -322,6 +335,27 @@ impl Telemetry {
                 "How the BPF programs read kernel structs: kfunc_cast (plain loads through \
                  bpf_rdonly_cast pointers) or probe_read (the fallback); 1 for the mode in use",
                 t.kernel_reads.clone(),
+            );
+            r.register(
+                "ringbuf_drain_passes",
+                "Passes of the ring-buffer drain (one per wakeup or tick)",
+                t.drain_passes.clone(),
+            );
+            r.register(
+                "ringbuf_drain_full_batches",
+                "Drain batches that came back full: the backlog exceeded one batch",
+                t.drain_full_batches.clone(),
+            );
+            r.register(
+                "agent_cpu_policy",
+                "Scheduling policy of the agent's threads: idle (yields to every workload while \
+                 it keeps up) or normal; 1 for the policy in force",
+                t.cpu_policy.clone(),
+            );
+            r.register(
+                "agent_cpu_policy_promotions",
+                "Times the agent fell behind or was starved and took back its fair CPU share",
+                t.cpu_policy_promotions.clone(),
             );
             r.register(
                 "xdp_packets",

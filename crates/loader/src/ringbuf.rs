@@ -73,9 +73,13 @@ async fn send_all(
     output: &mpsc::Sender<Batch>,
     telemetry: &Telemetry,
 ) -> Result<(), ()> {
+    telemetry.drain_passes.inc();
     loop {
         let batch = take_batch(ring, converter, telemetry);
         let more = batch.len() >= MAX_BATCH;
+        if more {
+            telemetry.drain_full_batches.inc();
+        }
         if !batch.is_empty() && output.send(batch).await.is_err() {
             return Err(());
         }
