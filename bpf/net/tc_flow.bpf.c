@@ -154,10 +154,12 @@ static __always_inline int nj_account(struct __sk_buff *skb, __u8 direction)
 	key.direction = direction;
 	key.ifindex = skb->ifindex;
 
-	__u64 now = bpf_ktime_get_boot_ns();
+	/* bpf_jiffies64 is inlined into a load; the clock read costs about 40 ns here. */
+	__u32 jiffy = (__u32)bpf_jiffies64();
 	struct nj_flow_stats *stats = bpf_map_lookup_elem(&nj_flows, &key);
 	if (!stats) {
-		struct nj_flow_stats fresh = { .first_ns = now };
+		__u64 now = bpf_ktime_get_boot_ns();
+		struct nj_flow_stats fresh = { .first_ns = now, .last_ns = now, .last_jiffy = jiffy };
 		if (direction == NJ_FLOW_EGRESS)
 			fresh.cgroup_id = bpf_skb_cgroup_id(skb);
 		/* NOEXIST: another CPU may have created it meanwhile; then use theirs. */
@@ -173,7 +175,11 @@ static __always_inline int nj_account(struct __sk_buff *skb, __u8 direction)
 	}
 	__sync_fetch_and_add(&stats->packets, 1);
 	__sync_fetch_and_add(&stats->bytes, skb->len);
-	stats->last_ns = now;
+	/* Two CPUs may both see a new jiffy and both write: either time is right. */
+	if (stats->last_jiffy != jiffy) {
+		stats->last_jiffy = jiffy;
+		stats->last_ns = bpf_ktime_get_boot_ns();
+	}
 	/* Flags rarely change within a flow: skip the locked OR when nothing is new. */
 	if (tcp_flags && (stats->tcp_flags & tcp_flags) != tcp_flags)
 		__sync_fetch_and_or(&stats->tcp_flags, tcp_flags);

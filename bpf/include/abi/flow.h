@@ -39,12 +39,17 @@ struct nj_flow_stats {
 	__u64 packets;
 	/* skb->len: the frame as TC sees it, link-layer header included. */
 	__u64 bytes;
-	/* bpf_ktime_get_boot_ns() of the first and the latest packet. */
+	/*
+	 * bpf_ktime_get_boot_ns() of the first packet, and of the first packet in the latest
+	 * jiffy (scheduler tick) that saw one: last_ns trails the latest packet by less than a
+	 * tick (4 ms at HZ=250), and a busy flow reads the clock once a tick, not per packet.
+	 */
 	__u64 first_ns;
 	__u64 last_ns;
 	/* OR of the TCP flags seen. */
 	__u32 tcp_flags;
-	__u32 _pad0;
+	/* Low 32 bits of the jiffy last_ns was taken in. */
+	__u32 last_jiffy;
 	/*
 	 * Egress only: the cgroup of the socket that sent the flow's first packet, when it was
 	 * sent from this network namespace (0 otherwise). Attributes flows no socket event

@@ -536,7 +536,7 @@ pub struct nj_flow_stats {
     pub first_ns: __u64,
     pub last_ns: __u64,
     pub tcp_flags: __u32,
-    pub _pad0: __u32,
+    pub last_jiffy: __u32,
     pub cgroup_id: __u64,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
@@ -553,8 +553,8 @@ const _: () = {
         [::core::mem::offset_of!(nj_flow_stats, last_ns) - 24usize];
     ["Offset of field: nj_flow_stats::tcp_flags"]
         [::core::mem::offset_of!(nj_flow_stats, tcp_flags) - 32usize];
-    ["Offset of field: nj_flow_stats::_pad0"]
-        [::core::mem::offset_of!(nj_flow_stats, _pad0) - 36usize];
+    ["Offset of field: nj_flow_stats::last_jiffy"]
+        [::core::mem::offset_of!(nj_flow_stats, last_jiffy) - 36usize];
     ["Offset of field: nj_flow_stats::cgroup_id"]
         [::core::mem::offset_of!(nj_flow_stats, cgroup_id) - 40usize];
 };
