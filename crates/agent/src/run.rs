@@ -28,6 +28,9 @@ const TELEMETRY_INTERVAL: Duration = Duration::from_secs(1);
 struct EnrichTransform {
     enricher: Enricher,
     started: Instant,
+    /// `started.elapsed()` at the start of the batch: one clock read per batch, not per event
+    /// (a batch spans at most one drain pass; the caches count exits in seconds).
+    batch_started: Duration,
     telemetry: Arc<Telemetry>,
 }
 
@@ -36,8 +39,12 @@ impl Transform for EnrichTransform {
         "enrich"
     }
 
+    fn begin_batch(&mut self) {
+        self.batch_started = self.started.elapsed();
+    }
+
     fn apply(&mut self, event: &mut Event) -> bool {
-        self.enricher.enrich(event, self.started.elapsed());
+        self.enricher.enrich(event, self.batch_started);
         true
     }
 
@@ -157,6 +164,7 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
     pipeline = pipeline.transform(Box::new(EnrichTransform {
         enricher,
         started,
+        batch_started: started.elapsed(),
         telemetry: telemetry.clone(),
     }));
     let mut kube_pods = None;

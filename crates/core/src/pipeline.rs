@@ -20,6 +20,8 @@ pub type Batch = Vec<Event>;
 pub trait Transform: Send {
     fn name(&self) -> &'static str;
     fn apply(&mut self, event: &mut Event) -> bool;
+    /// Called before each batch: a place for work shared by its events, such as reading a clock.
+    fn begin_batch(&mut self) {}
     /// Called after each batch: a place for periodic work such as reaping caches.
     fn end_batch(&mut self) {}
 }
@@ -93,6 +95,9 @@ impl Pipeline {
 
     /// Processes one batch synchronously (the loop body; also used by tests).
     pub fn process(&mut self, batch: &mut Batch) {
+        for t in self.transforms.iter_mut() {
+            t.begin_batch();
+        }
         for event in batch.iter_mut() {
             let keep = self.transforms.iter_mut().all(|t| t.apply(event));
             if !keep {

@@ -104,7 +104,8 @@ pub fn format_rfc3339(unix_ns: i128) -> String {
     put(14, 2, minute as u64);
     put(17, 2, second as u64);
     put(20, 9, u64::from(nanos));
-    text.iter().map(|&b| b as char).collect()
+    // ASCII digits and separators: always UTF-8.
+    String::from_utf8(text.to_vec()).unwrap_or_default()
 }
 
 #[cfg(test)]
