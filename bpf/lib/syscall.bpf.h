@@ -44,6 +44,18 @@ static __always_inline struct pt_regs *nj_syscall_regs(nj_sys_exit_ctx *ctx)
 #endif
 }
 
+/* x86 thread_info.status bit set while a task runs a 32-bit (ia32) syscall. */
+#define NJ_TS_COMPAT 0x0002
+
+/*
+ * Whether the returning syscall came through the 32-bit ABI (int 0x80, or a 32-bit program):
+ * its number is from the ia32 table and its arguments are in other registers.
+ */
+static __always_inline bool nj_syscall_is_ia32(void)
+{
+	return bpf_get_current_task_btf()->thread_info.status & NJ_TS_COMPAT;
+}
+
 /* A syscall's exit program, reached by tail call from nj_sys_exit (never attached itself). */
 #define NJ_SYSCALL_EXIT(name) SEC("raw_tp/sys_exit") int nj_exit_##name(nj_sys_exit_ctx *ctx)
 
@@ -62,6 +74,19 @@ static __always_inline bool nj_syscall_args(nj_sys_exit_ctx *ctx, __u64 *args)
 	/* A BTF pointer: plain loads below, no bpf_probe_read call per argument. */
 	struct pt_regs *regs = nj_syscall_regs(ctx);
 
+	if (nj_syscall_is_ia32()) {
+		/*
+		 * ebx, ecx, edx, esi, edi, ebp, 32 bits each: zero-extended, which keeps pointers
+		 * right; userspace reads descriptors and pids as i32, so negative ones stay right.
+		 */
+		args[0] = (__u32)regs->bx;
+		args[1] = (__u32)regs->cx;
+		args[2] = (__u32)regs->dx;
+		args[3] = (__u32)regs->si;
+		args[4] = (__u32)regs->di;
+		args[5] = (__u32)regs->bp;
+		return true;
+	}
 	args[0] = regs->di;
 	args[1] = regs->si;
 	args[2] = regs->dx;
@@ -100,6 +125,8 @@ nj_begin_syscall_event(__u16 kind, __u32 syscall, __s64 ret, const __u64 *args, 
 	struct nj_syscall_event *ev = &any->sys;
 
 	nj_fill_header(&ev->hdr, kind, sizeof(*ev));
+	if (nj_syscall_is_ia32())
+		ev->hdr.flags |= NJ_FLAG_IA32_SYSCALL;
 	ev->ret = ret;
 	ev->syscall = syscall;
 	ev->_pad0 = 0;

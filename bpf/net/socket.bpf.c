@@ -19,6 +19,8 @@ static __always_inline struct nj_sock_event *nj_begin_sock_event(__u16 kind, __u
 
 	__builtin_memset(ev, 0, sizeof(*ev));
 	nj_fill_header(&ev->hdr, kind, sizeof(*ev));
+	if (nj_syscall_is_ia32())
+		ev->hdr.flags |= NJ_FLAG_IA32_SYSCALL;
 	ev->ret = ret;
 	ev->syscall = syscall;
 	ev->fd = fd;

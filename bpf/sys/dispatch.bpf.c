@@ -8,9 +8,6 @@
 #include "nj.bpf.h"
 #include "syscall.bpf.h"
 
-/* x86 thread_info.status bit for a 32-bit (ia32) syscall: its numbers are another table. */
-#define NJ_TS_COMPAT 0x0002
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
 	__uint(max_entries, NJ_SYS_EXIT_SLOTS);
@@ -18,17 +15,28 @@ struct {
 	__type(value, __u32);
 } nj_sys_exit_progs SEC(".maps");
 
+/*
+ * The same programs by ia32 number, for 32-bit syscalls (int 0x80 from any program, or a
+ * 32-bit program). The per-syscall tracepoints never fire for those (trace_get_syscall_nr),
+ * which left them a way around a tracepoint-based monitor.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, NJ_SYS_EXIT_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} nj_sys_exit_ia32_progs SEC(".maps");
+
 SEC("raw_tp/sys_exit")
 int nj_sys_exit(nj_sys_exit_ctx *ctx)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-
-	/* The per-syscall tracepoints skip compat syscalls too (trace_get_syscall_nr). */
-	if (task->thread_info.status & NJ_TS_COMPAT)
-		return 0;
 	__u64 nr = nj_syscall_regs(ctx)->orig_ax;
 
-	if (nr < NJ_SYS_EXIT_SLOTS)
+	if (nr >= NJ_SYS_EXIT_SLOTS)
+		return 0;
+	if (nj_syscall_is_ia32())
+		bpf_tail_call(ctx, &nj_sys_exit_ia32_progs, (__u32)nr);
+	else
 		bpf_tail_call(ctx, &nj_sys_exit_progs, (__u32)nr);
 	return 0;
 }

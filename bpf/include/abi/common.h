@@ -68,6 +68,8 @@ enum nj_event_flags {
 	NJ_FLAG_READ_FAILED = 1 << 3,
 	/* The path is as the caller passed it (maybe relative), not resolved by the kernel. */
 	NJ_FLAG_PATH_AS_PASSED = 1 << 4,
+	/* Made through the 32-bit syscall ABI (int 0x80 or a 32-bit program): ia32 numbers. */
+	NJ_FLAG_IA32_SYSCALL = 1 << 5,
 };
 
 /* Every record starts with this header. 32 bytes. */

@@ -75,6 +75,7 @@ pub const NJ_FLAG_PATH_TRUNCATED: nj_event_flags = 2;
 pub const NJ_FLAG_PATH2_TRUNCATED: nj_event_flags = 4;
 pub const NJ_FLAG_READ_FAILED: nj_event_flags = 8;
 pub const NJ_FLAG_PATH_AS_PASSED: nj_event_flags = 16;
+pub const NJ_FLAG_IA32_SYSCALL: nj_event_flags = 32;
 pub type nj_event_flags = ::core::ffi::c_uint;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]

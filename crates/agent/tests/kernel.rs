@@ -206,6 +206,10 @@ fn check_file_events(reads: KernelReads) {
     let (chown_pid, _) = cg.trigger(&["chown", a.to_str().unwrap(), "65534", "4294967295"]);
     let (rename_pid, _) = cg.trigger(&["rename", a.to_str().unwrap(), b.to_str().unwrap()]);
     let (unlink_pid, _) = cg.trigger(&["unlink", b.to_str().unwrap()]);
+    // The same open through the 32-bit syscall ABI (int 0x80): another syscall table.
+    let ia32_path = inside.join("ia32.txt");
+    let (ia32_pid, ia32_fd) = cg.trigger(&["ia32-create", ia32_path.to_str().unwrap()]);
+    assert!(ia32_fd >= 0, "int 0x80 open returned {ia32_fd}");
     std::thread::sleep(Duration::from_millis(300));
     let events = agent.stop();
 
@@ -225,6 +229,19 @@ fn check_file_events(reads: KernelReads) {
     );
     assert_eq!(create["mode"], 0o640);
     assert_eq!(create["process"]["binary"], trigger_path());
+    assert!(create.get("event_flags").is_none(), "{create}");
+    let ia32 = of(&events, "file_open", ia32_pid)
+        .into_iter()
+        .find(|e| e["path"] == ia32_path.to_str().unwrap())
+        .expect("the int 0x80 open reported");
+    assert_eq!(ia32["syscall"], "open");
+    assert_eq!(ia32["ret"], ia32_fd);
+    assert_eq!(
+        ia32["flags"],
+        serde_json::json!(["O_WRONLY", "O_CREAT", "O_TRUNC"])
+    );
+    assert_eq!(ia32["mode"], 0o640);
+    assert_eq!(ia32["event_flags"], serde_json::json!(["ia32_syscall"]));
 
     assert!(of(&events, "file_open", open_out_pid)
         .iter()

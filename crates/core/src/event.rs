@@ -19,8 +19,9 @@ pub struct Event {
     pub tid: u32,
     /// cgroup v2 id of that task.
     pub cgroup_id: u64,
-    /// Truncation and read-failure markers carried from the kernel.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Truncation, read-failure and ABI markers carried from the kernel. Named
+    /// `event_flags` in JSON: several bodies have syscall `flags` of their own.
+    #[serde(rename = "event_flags", skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<&'static str>,
     /// The process, from the process cache (set by enrichment).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -123,7 +123,7 @@ mod tests {
         assert_eq!(v["error"], "ENOENT");
         assert_eq!(v["path"], "/tmp/x");
         assert_eq!(v["pid"], 10);
-        assert_eq!(v["flags"][0], "path_as_passed");
+        assert_eq!(v["event_flags"][0], "path_as_passed");
         assert!(v.get("process").is_none());
     }
 }

@@ -132,7 +132,7 @@ impl EventEncoder {
             ",\"pid\":{pid},\"tid\":{tid},\"cgroup_id\":{cgroup_id}"
         )?;
         if !flags.is_empty() {
-            out.write_all(b",\"flags\":")?;
+            out.write_all(b",\"event_flags\":")?;
             json(out, flags)?;
         }
         self.processes

@@ -61,10 +61,12 @@ pub enum Hook {
     RawTracePoint {
         name: &'static str,
     },
-    /// Slot `nr` of the syscall-exit dispatch table (`nj_sys_exit_progs`).
+    /// Slot `nr` of the syscall-exit dispatch table (`nj_sys_exit_progs`), and slots `ia32`
+    /// of the table for 32-bit syscalls (`nj_sys_exit_ia32_progs`).
     SyscallExit {
         name: &'static str,
         nr: u32,
+        ia32: Vec<u32>,
     },
 }
 
@@ -73,7 +75,13 @@ impl fmt::Display for Hook {
         match self {
             Hook::TracePoint { category, name } => write!(f, "tracepoint/{category}/{name}"),
             Hook::RawTracePoint { name } => write!(f, "raw_tracepoint/{name}"),
-            Hook::SyscallExit { name, nr } => write!(f, "raw_tracepoint/sys_exit: {name} ({nr})"),
+            Hook::SyscallExit { name, nr, ia32 } => {
+                write!(f, "raw_tracepoint/sys_exit: {name} ({nr}")?;
+                for n in ia32 {
+                    write!(f, ", ia32 {n}")?;
+                }
+                f.write_str(")")
+            }
         }
     }
 }
@@ -86,49 +94,186 @@ pub struct ProgramSpec {
     pub group: Group,
 }
 
-/// (program suffix, x86-64 syscall number, group). Numbers from the kernel's
-/// arch/x86/entry/syscalls/syscall_64.tbl; `umount` is umount2, as its tracepoint was.
-const SYSCALLS: &[(&str, u32, Group)] = &[
-    ("open", 2, Group::File),
-    ("openat", 257, Group::File),
-    ("openat2", 437, Group::File),
-    ("unlink", 87, Group::File),
-    ("unlinkat", 263, Group::File),
-    ("rmdir", 84, Group::File),
-    ("rename", 82, Group::File),
-    ("renameat", 264, Group::File),
-    ("renameat2", 316, Group::File),
-    ("chmod", 90, Group::File),
-    ("fchmodat", 268, Group::File),
-    ("fchmod", 91, Group::File),
-    ("chown", 92, Group::File),
-    ("lchown", 94, Group::File),
-    ("fchownat", 260, Group::File),
-    ("fchown", 93, Group::File),
-    ("setuid", 105, Group::Privilege),
-    ("setgid", 106, Group::Privilege),
-    ("setreuid", 113, Group::Privilege),
-    ("setregid", 114, Group::Privilege),
-    ("setresuid", 117, Group::Privilege),
-    ("setresgid", 119, Group::Privilege),
-    ("capset", 126, Group::Privilege),
-    ("ptrace", 101, Group::Privilege),
-    ("kill", 62, Group::Privilege),
-    ("tkill", 200, Group::Privilege),
-    ("tgkill", 234, Group::Privilege),
-    ("mount", 165, Group::System),
-    ("umount", 166, Group::System),
-    ("init_module", 175, Group::System),
-    ("finit_module", 313, Group::System),
-    ("bpf", 321, Group::System),
-    ("memfd_create", 319, Group::System),
-    ("setns", 308, Group::System),
-    ("unshare", 272, Group::System),
-    ("connect", 42, Group::Network),
-    ("accept", 43, Group::Network),
-    ("accept4", 288, Group::Network),
-    ("bind", 49, Group::Network),
-    ("listen", 50, Group::Network),
+/// A traced syscall: its program (`nj_exit_<name>`), its x86-64 number and the ia32 numbers
+/// that reach the same program, each with the name `asm/unistd_64.h` / `asm/unistd_32.h` give
+/// it (checked against those headers in the tests).
+struct Syscall {
+    name: &'static str,
+    x86_64: (&'static str, u32),
+    ia32: &'static [(&'static str, u32)],
+    group: Group,
+}
+
+const fn sc(
+    name: &'static str,
+    x86_64: (&'static str, u32),
+    ia32: &'static [(&'static str, u32)],
+    group: Group,
+) -> Syscall {
+    Syscall {
+        name,
+        x86_64,
+        ia32,
+        group,
+    }
+}
+
+/// Numbers from the kernel's arch/x86/entry/syscalls/syscall_{64,32}.tbl; `umount` is
+/// umount2, as its tracepoint was.
+const SYSCALLS: &[Syscall] = &[
+    sc("open", ("open", 2), &[("open", 5)], Group::File),
+    sc("openat", ("openat", 257), &[("openat", 295)], Group::File),
+    sc(
+        "openat2",
+        ("openat2", 437),
+        &[("openat2", 437)],
+        Group::File,
+    ),
+    sc("unlink", ("unlink", 87), &[("unlink", 10)], Group::File),
+    sc(
+        "unlinkat",
+        ("unlinkat", 263),
+        &[("unlinkat", 301)],
+        Group::File,
+    ),
+    sc("rmdir", ("rmdir", 84), &[("rmdir", 40)], Group::File),
+    sc("rename", ("rename", 82), &[("rename", 38)], Group::File),
+    sc(
+        "renameat",
+        ("renameat", 264),
+        &[("renameat", 302)],
+        Group::File,
+    ),
+    sc(
+        "renameat2",
+        ("renameat2", 316),
+        &[("renameat2", 353)],
+        Group::File,
+    ),
+    sc("chmod", ("chmod", 90), &[("chmod", 15)], Group::File),
+    sc(
+        "fchmodat",
+        ("fchmodat", 268),
+        &[("fchmodat", 306)],
+        Group::File,
+    ),
+    sc("fchmod", ("fchmod", 91), &[("fchmod", 94)], Group::File),
+    // ia32's plain chown, lchown, fchown and set*id take 16-bit ids (-1 is 0xffff): only their
+    // 32-bit-id successors share these programs (docs/bpf.md).
+    sc("chown", ("chown", 92), &[("chown32", 212)], Group::File),
+    sc("lchown", ("lchown", 94), &[("lchown32", 198)], Group::File),
+    sc(
+        "fchownat",
+        ("fchownat", 260),
+        &[("fchownat", 298)],
+        Group::File,
+    ),
+    sc("fchown", ("fchown", 93), &[("fchown32", 207)], Group::File),
+    sc(
+        "setuid",
+        ("setuid", 105),
+        &[("setuid32", 213)],
+        Group::Privilege,
+    ),
+    sc(
+        "setgid",
+        ("setgid", 106),
+        &[("setgid32", 214)],
+        Group::Privilege,
+    ),
+    sc(
+        "setreuid",
+        ("setreuid", 113),
+        &[("setreuid32", 203)],
+        Group::Privilege,
+    ),
+    sc(
+        "setregid",
+        ("setregid", 114),
+        &[("setregid32", 204)],
+        Group::Privilege,
+    ),
+    sc(
+        "setresuid",
+        ("setresuid", 117),
+        &[("setresuid32", 208)],
+        Group::Privilege,
+    ),
+    sc(
+        "setresgid",
+        ("setresgid", 119),
+        &[("setresgid32", 210)],
+        Group::Privilege,
+    ),
+    sc(
+        "capset",
+        ("capset", 126),
+        &[("capset", 185)],
+        Group::Privilege,
+    ),
+    sc(
+        "ptrace",
+        ("ptrace", 101),
+        &[("ptrace", 26)],
+        Group::Privilege,
+    ),
+    sc("kill", ("kill", 62), &[("kill", 37)], Group::Privilege),
+    sc("tkill", ("tkill", 200), &[("tkill", 238)], Group::Privilege),
+    sc(
+        "tgkill",
+        ("tgkill", 234),
+        &[("tgkill", 270)],
+        Group::Privilege,
+    ),
+    sc("mount", ("mount", 165), &[("mount", 21)], Group::System),
+    sc(
+        "umount",
+        ("umount2", 166),
+        &[("umount2", 52)],
+        Group::System,
+    ),
+    sc(
+        "init_module",
+        ("init_module", 175),
+        &[("init_module", 128)],
+        Group::System,
+    ),
+    sc(
+        "finit_module",
+        ("finit_module", 313),
+        &[("finit_module", 350)],
+        Group::System,
+    ),
+    sc("bpf", ("bpf", 321), &[("bpf", 357)], Group::System),
+    sc(
+        "memfd_create",
+        ("memfd_create", 319),
+        &[("memfd_create", 356)],
+        Group::System,
+    ),
+    sc("setns", ("setns", 308), &[("setns", 346)], Group::System),
+    sc(
+        "unshare",
+        ("unshare", 272),
+        &[("unshare", 310)],
+        Group::System,
+    ),
+    sc(
+        "connect",
+        ("connect", 42),
+        &[("connect", 362)],
+        Group::Network,
+    ),
+    // ia32 has no accept of its own: 32-bit programs accept through accept4 or socketcall.
+    sc("accept", ("accept", 43), &[], Group::Network),
+    sc(
+        "accept4",
+        ("accept4", 288),
+        &[("accept4", 364)],
+        Group::Network,
+    ),
+    sc("bind", ("bind", 49), &[("bind", 361)], Group::Network),
+    sc("listen", ("listen", 50), &[("listen", 363)], Group::Network),
 ];
 
 /// The dispatcher that runs the syscall programs (attached when any of them is enabled).
@@ -169,11 +314,15 @@ pub fn programs() -> Vec<ProgramSpec> {
             group: Group::Process,
         },
     ];
-    for &(name, nr, group) in SYSCALLS {
+    for syscall in SYSCALLS {
         specs.push(ProgramSpec {
-            program: format!("nj_exit_{name}"),
-            hook: Hook::SyscallExit { name, nr },
-            group,
+            program: format!("nj_exit_{}", syscall.name),
+            hook: Hook::SyscallExit {
+                name: syscall.name,
+                nr: syscall.x86_64.1,
+                ia32: syscall.ia32.iter().map(|&(_, nr)| nr).collect(),
+            },
+            group: syscall.group,
         });
     }
     specs
@@ -195,18 +344,61 @@ mod tests {
             openat.hook,
             Hook::SyscallExit {
                 name: "openat",
-                nr: 257
+                nr: 257,
+                ia32: vec![295],
             }
         );
         assert_eq!(openat.group, Group::File);
     }
 
     #[test]
-    fn syscall_numbers_fit_the_table_and_do_not_repeat() {
-        let mut seen = std::collections::HashSet::new();
-        for &(name, nr, _) in SYSCALLS {
-            assert!(nr < nightjar_abi::NJ_SYS_EXIT_SLOTS, "{name}: {nr}");
-            assert!(seen.insert(nr), "{name}: number {nr} twice");
+    fn syscall_numbers_fit_the_tables_and_do_not_repeat() {
+        let mut x86_64 = std::collections::HashSet::new();
+        let mut ia32 = std::collections::HashSet::new();
+        for syscall in SYSCALLS {
+            let (_, nr) = syscall.x86_64;
+            assert!(
+                nr < nightjar_abi::NJ_SYS_EXIT_SLOTS,
+                "{}: {nr}",
+                syscall.name
+            );
+            assert!(x86_64.insert(nr), "{}: number {nr} twice", syscall.name);
+            for &(_, nr) in syscall.ia32 {
+                assert!(
+                    nr < nightjar_abi::NJ_SYS_EXIT_SLOTS,
+                    "{}: ia32 {nr}",
+                    syscall.name
+                );
+                assert!(ia32.insert(nr), "{}: ia32 number {nr} twice", syscall.name);
+            }
+        }
+    }
+
+    /// `__NR_<name>` numbers from a system `asm/unistd_*.h`.
+    fn header_numbers(file: &str) -> std::collections::HashMap<String, u32> {
+        let path = format!("/usr/include/x86_64-linux-gnu/asm/{file}");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (Debian package linux-libc-dev)"));
+        text.lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                (words.next()? == "#define").then_some(())?;
+                let name = words.next()?.strip_prefix("__NR_")?;
+                Some((name.to_string(), words.next()?.parse().ok()?))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn syscall_numbers_match_the_system_headers() {
+        let x86_64 = header_numbers("unistd_64.h");
+        let ia32 = header_numbers("unistd_32.h");
+        for syscall in SYSCALLS {
+            let (name, nr) = syscall.x86_64;
+            assert_eq!(x86_64.get(name), Some(&nr), "x86-64 {name}");
+            for &(name, nr) in syscall.ia32 {
+                assert_eq!(ia32.get(name), Some(&nr), "ia32 {name}");
+            }
         }
     }
 

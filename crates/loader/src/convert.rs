@@ -86,6 +86,7 @@ fn flag_names(flags: u32) -> Vec<&'static str> {
         (NJ_FLAG_PATH2_TRUNCATED, "path2_truncated"),
         (NJ_FLAG_READ_FAILED, "read_failed"),
         (NJ_FLAG_PATH_AS_PASSED, "path_as_passed"),
+        (NJ_FLAG_IA32_SYSCALL, "ia32_syscall"),
     ];
     NAMES
         .iter()

@@ -279,22 +279,26 @@ impl KernelProbes {
                     let _ = tp.unload();
                 })
             }
-            Hook::SyscallExit { nr, .. } => {
+            Hook::SyscallExit { nr, ia32, .. } => {
                 let tp: &mut RawTracePoint = program.try_into().map_err(program_error)?;
                 tp.load().map_err(program_error)?;
                 let fd = tp
                     .fd()
                     .and_then(|fd| fd.try_clone().map_err(Into::into))
                     .map_err(program_error)?;
-                let map = self
-                    .ebpf
-                    .map_mut("nj_sys_exit_progs")
-                    .ok_or_else(|| missing_map("nj_sys_exit_progs"))?;
-                let mut table: ProgramArray<&mut MapData> =
-                    ProgramArray::try_from(map).map_err(|e| map_error("nj_sys_exit_progs", e))?;
-                table
-                    .set(*nr, &fd, 0)
-                    .map_err(|e| map_error("nj_sys_exit_progs", e))?;
+                let slots = std::iter::once(("nj_sys_exit_progs", *nr))
+                    .chain(ia32.iter().map(|&n| ("nj_sys_exit_ia32_progs", n)));
+                for (table_name, slot) in slots {
+                    let map = self
+                        .ebpf
+                        .map_mut(table_name)
+                        .ok_or_else(|| missing_map(table_name))?;
+                    let mut table: ProgramArray<&mut MapData> =
+                        ProgramArray::try_from(map).map_err(|e| map_error(table_name, e))?;
+                    table
+                        .set(slot, &fd, 0)
+                        .map_err(|e| map_error(table_name, e))?;
+                }
                 Ok(())
             }
         };

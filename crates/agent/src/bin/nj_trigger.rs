@@ -69,6 +69,44 @@ fn tcp_send(addr: &str, count: usize, size: usize) -> i64 {
     done
 }
 
+/// open(path, flags, mode) through the 32-bit syscall ABI (`int 0x80`, ia32 number 5), as a
+/// 32-bit program or an evasive 64-bit one would make it. The path must lie below 4 GiB.
+fn ia32_open(path: &str, flags: i32, mode: u32) -> i64 {
+    const IA32_OPEN: u32 = 5;
+    let bytes = cstr(path);
+    let bytes = bytes.as_bytes_with_nul();
+    // SAFETY: a fresh private mapping below 2 GiB (MAP_32BIT) that only this function uses;
+    // int 0x80 reads ebx, ecx, edx and clobbers r8-r11, all declared to the compiler.
+    unsafe {
+        let page = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+            -1,
+            0,
+        );
+        if page == libc::MAP_FAILED || bytes.len() > 4096 {
+            return -1;
+        }
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), page.cast::<u8>(), bytes.len());
+        let ret: i32;
+        // rbx is reserved by the compiler: swap the path into it around the call.
+        std::arch::asm!(
+            "xchg {path:r}, rbx",
+            "int 0x80",
+            "xchg {path:r}, rbx",
+            path = inout(reg) page as u64 => _,
+            inlateout("eax") IA32_OPEN as i32 => ret,
+            in("ecx") flags,
+            in("edx") mode,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+        );
+        libc::munmap(page, 4096);
+        i64::from(ret)
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // SAFETY (for every libc call below): arguments are valid C strings or plain integers,
@@ -82,6 +120,11 @@ fn main() -> ExitCode {
                 0o640,
             ) as i64,
             "unlink" => libc::unlink(cstr(arg(&args, 1)).as_ptr()) as i64,
+            "ia32-create" => ia32_open(
+                arg(&args, 1),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+                0o640,
+            ),
             "rename" => {
                 libc::rename(cstr(arg(&args, 1)).as_ptr(), cstr(arg(&args, 2)).as_ptr()) as i64
             }
