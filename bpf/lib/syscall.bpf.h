@@ -68,13 +68,16 @@ static __always_inline bool nj_syscall_is_ia32(void)
  */
 static __always_inline bool nj_syscall_args(nj_sys_exit_ctx *ctx, __u64 *args)
 {
-	if (nj_is_agent())
+	/* One task pointer answers both questions (the agent's own syscall? which ABI?). */
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	if (task->tgid == nj_agent_tgid)
 		return false;
 
 	/* A BTF pointer: plain loads below, no bpf_probe_read call per argument. */
 	struct pt_regs *regs = nj_syscall_regs(ctx);
 
-	if (nj_syscall_is_ia32()) {
+	if (task->thread_info.status & NJ_TS_COMPAT) {
 		/*
 		 * ebx, ecx, edx, esi, edi, ebp, 32 bits each: zero-extended, which keeps pointers
 		 * right; userspace reads descriptors and pids as i32, so negative ones stay right.

@@ -171,6 +171,29 @@ pub struct KernelProbes {
     failures: Vec<AttachFailure>,
 }
 
+/// The syscall programs' dispatch tables (bpf/sys/dispatch.bpf.c).
+const SYSCALL_TABLES: [&str; 2] = ["nj_sys_exit_progs", "nj_sys_exit_ia32_progs"];
+
+impl Drop for KernelProbes {
+    /// Empties the syscall dispatch tables first. A program array lets go of its programs in a
+    /// kernel work item after its last user closes it, so without this the syscall programs
+    /// outlive the agent by a moment; emptied here, they go with their last descriptor.
+    fn drop(&mut self) {
+        for name in SYSCALL_TABLES {
+            let Some(map) = self.ebpf.map_mut(name) else {
+                continue;
+            };
+            let Ok(mut table) = ProgramArray::<&mut MapData>::try_from(map) else {
+                continue;
+            };
+            for slot in 0..nightjar_abi::NJ_SYS_EXIT_SLOTS {
+                // Most slots are empty (ENOENT): nothing to do there.
+                let _ = table.clear_index(&slot);
+            }
+        }
+    }
+}
+
 impl KernelProbes {
     /// Loads the enabled groups and attaches them.
     ///
