@@ -56,6 +56,37 @@ static __always_inline bool nj_syscall_is_ia32(void)
 	return bpf_get_current_task_btf()->thread_info.status & NJ_TS_COMPAT;
 }
 
+/*
+ * ia32's first chown, lchown, fchown and set*id calls take 16-bit ids: the arguments (bit i
+ * for argument i) that hold one, by ia32 number. Their 32-bit-id successors need nothing.
+ */
+static __always_inline __u32 nj_ia32_uid16_args(__u64 nr)
+{
+	switch (nr) {
+	case 16:  /* lchown */
+	case 95:  /* fchown */
+	case 182: /* chown */
+		return 0x6;
+	case 23: /* setuid */
+	case 46: /* setgid */
+		return 0x1;
+	case 70: /* setreuid */
+	case 71: /* setregid */
+		return 0x3;
+	case 164: /* setresuid */
+	case 170: /* setresgid */
+		return 0x7;
+	default:
+		return 0;
+	}
+}
+
+/* A 16-bit id as the kernel widens it (low2highuid): 0xffff ("unchanged") becomes -1. */
+static __always_inline __u64 nj_uid16(__u64 id)
+{
+	return (__u16)id == 0xffff ? 0xffffffffULL : (__u16)id;
+}
+
 /* A syscall's exit program, reached by tail call from nj_sys_exit (never attached itself). */
 #define NJ_SYSCALL_EXIT(name) SEC("raw_tp/sys_exit") int nj_exit_##name(nj_sys_exit_ctx *ctx)
 
@@ -88,6 +119,13 @@ static __always_inline bool nj_syscall_args(nj_sys_exit_ctx *ctx, __u64 *args)
 		args[3] = (__u32)regs->si;
 		args[4] = (__u32)regs->di;
 		args[5] = (__u32)regs->bp;
+		__u32 uid16 = nj_ia32_uid16_args(regs->orig_ax);
+		if (uid16 & 1)
+			args[0] = nj_uid16(args[0]);
+		if (uid16 & 2)
+			args[1] = nj_uid16(args[1]);
+		if (uid16 & 4)
+			args[2] = nj_uid16(args[2]);
 		return true;
 	}
 	args[0] = regs->di;

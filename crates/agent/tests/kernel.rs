@@ -331,6 +331,9 @@ fn privilege_and_system_events() {
     assert!(ret >= 0);
     let (unshare_pid, ret) = cg.trigger(&["unshare-uts"]);
     assert_eq!(ret, 0);
+    // ia32's first setresuid takes 16-bit ids: 0xffff means "unchanged", as -1 does.
+    let (uid16_pid, ret) = cg.trigger(&["ia32-setresuid16-keep"]);
+    assert_eq!(ret, 0);
     std::thread::sleep(Duration::from_millis(300));
     let events = agent.stop();
 
@@ -338,6 +341,11 @@ fn privilege_and_system_events() {
     assert_eq!(setuid["syscall"], "setuid");
     assert_eq!(setuid["ids"], serde_json::json!([65534]));
     assert_eq!(setuid["ret"], 0);
+    let uid16 = one(&events, "cred_change", uid16_pid);
+    assert_eq!(uid16["syscall"], "setresuid");
+    assert_eq!(uid16["ids"], serde_json::json!([null, null, null]));
+    assert_eq!(uid16["event_flags"], serde_json::json!(["ia32_syscall"]));
+    assert_eq!(uid16["ret"], 0);
     let ptrace = of(&events, "ptrace", ptrace_pid);
     let attach = ptrace
         .iter()
@@ -545,7 +553,16 @@ fn detach_leaves_nothing_behind() {
         assert!(name.starts_with("nj_"), "program {id} is {name}");
     }
     agent.stop();
-    // Nothing of that agent remains: not its programs, nor any program using its maps.
+    // Nothing of that agent remains: not its programs, nor any program using its maps. A
+    // detached raw tracepoint link lets go of its program only after an RCU grace period, so
+    // the kernel gets a few seconds to finish freeing before the check.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let agents_own = |(id, _, program_maps): &(u32, String, Vec<u32>)| {
+        programs.contains(id) || program_maps.iter().any(|m| maps.contains(m))
+    };
+    while loaded_programs().iter().any(agents_own) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for (id, name, program_maps) in loaded_programs() {
         assert!(
             !programs.contains(&id),

@@ -158,51 +158,66 @@ const SYSCALLS: &[Syscall] = &[
         Group::File,
     ),
     sc("fchmod", ("fchmod", 91), &[("fchmod", 94)], Group::File),
-    // ia32's plain chown, lchown, fchown and set*id take 16-bit ids (-1 is 0xffff): only their
-    // 32-bit-id successors share these programs (docs/bpf.md).
-    sc("chown", ("chown", 92), &[("chown32", 212)], Group::File),
-    sc("lchown", ("lchown", 94), &[("lchown32", 198)], Group::File),
+    // ia32's first chown, lchown, fchown and set*id take 16-bit ids: the programs widen them as
+    // the kernel does (nj_ia32_uid16_args), so they share a program with their 32-bit successors.
+    sc(
+        "chown",
+        ("chown", 92),
+        &[("chown", 182), ("chown32", 212)],
+        Group::File,
+    ),
+    sc(
+        "lchown",
+        ("lchown", 94),
+        &[("lchown", 16), ("lchown32", 198)],
+        Group::File,
+    ),
     sc(
         "fchownat",
         ("fchownat", 260),
         &[("fchownat", 298)],
         Group::File,
     ),
-    sc("fchown", ("fchown", 93), &[("fchown32", 207)], Group::File),
+    sc(
+        "fchown",
+        ("fchown", 93),
+        &[("fchown", 95), ("fchown32", 207)],
+        Group::File,
+    ),
     sc(
         "setuid",
         ("setuid", 105),
-        &[("setuid32", 213)],
+        &[("setuid", 23), ("setuid32", 213)],
         Group::Privilege,
     ),
     sc(
         "setgid",
         ("setgid", 106),
-        &[("setgid32", 214)],
+        &[("setgid", 46), ("setgid32", 214)],
         Group::Privilege,
     ),
     sc(
         "setreuid",
         ("setreuid", 113),
-        &[("setreuid32", 203)],
+        &[("setreuid", 70), ("setreuid32", 203)],
         Group::Privilege,
     ),
     sc(
         "setregid",
         ("setregid", 114),
-        &[("setregid32", 204)],
+        &[("setregid", 71), ("setregid32", 204)],
         Group::Privilege,
     ),
     sc(
         "setresuid",
         ("setresuid", 117),
-        &[("setresuid32", 208)],
+        &[("setresuid", 164), ("setresuid32", 208)],
         Group::Privilege,
     ),
     sc(
         "setresgid",
         ("setresgid", 119),
-        &[("setresgid32", 210)],
+        &[("setresgid", 170), ("setresgid32", 210)],
         Group::Privilege,
     ),
     sc(

@@ -69,14 +69,35 @@ fn tcp_send(addr: &str, count: usize, size: usize) -> i64 {
     done
 }
 
-/// open(path, flags, mode) through the 32-bit syscall ABI (`int 0x80`, ia32 number 5), as a
-/// 32-bit program or an evasive 64-bit one would make it. The path must lie below 4 GiB.
+/// A syscall with up to three arguments through the 32-bit syscall ABI (`int 0x80`, ia32
+/// numbers), as a 32-bit program or an evasive 64-bit one would make it. Pointers passed
+/// must lie below 4 GiB.
+fn ia32_syscall(nr: u32, a: u32, b: u32, c: u32) -> i64 {
+    let ret: i32;
+    // SAFETY: int 0x80 reads eax, ebx, ecx and edx and clobbers r8-r11, all declared to the
+    // compiler; the syscalls made here only touch this process or the memory passed.
+    unsafe {
+        // rbx is reserved by the compiler: swap the first argument into it around the call.
+        std::arch::asm!(
+            "xchg {a:r}, rbx",
+            "int 0x80",
+            "xchg {a:r}, rbx",
+            a = inout(reg) u64::from(a) => _,
+            inlateout("eax") nr as i32 => ret,
+            in("ecx") b,
+            in("edx") c,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+        );
+    }
+    i64::from(ret)
+}
+
+/// open(path, flags, mode) through the 32-bit ABI (ia32 number 5).
 fn ia32_open(path: &str, flags: i32, mode: u32) -> i64 {
     const IA32_OPEN: u32 = 5;
     let bytes = cstr(path);
     let bytes = bytes.as_bytes_with_nul();
-    // SAFETY: a fresh private mapping below 2 GiB (MAP_32BIT) that only this function uses;
-    // int 0x80 reads ebx, ecx, edx and clobbers r8-r11, all declared to the compiler.
+    // SAFETY: a fresh private mapping below 2 GiB (MAP_32BIT), used only here.
     unsafe {
         let page = libc::mmap(
             std::ptr::null_mut(),
@@ -90,20 +111,9 @@ fn ia32_open(path: &str, flags: i32, mode: u32) -> i64 {
             return -1;
         }
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), page.cast::<u8>(), bytes.len());
-        let ret: i32;
-        // rbx is reserved by the compiler: swap the path into it around the call.
-        std::arch::asm!(
-            "xchg {path:r}, rbx",
-            "int 0x80",
-            "xchg {path:r}, rbx",
-            path = inout(reg) page as u64 => _,
-            inlateout("eax") IA32_OPEN as i32 => ret,
-            in("ecx") flags,
-            in("edx") mode,
-            out("r8") _, out("r9") _, out("r10") _, out("r11") _,
-        );
+        let ret = ia32_syscall(IA32_OPEN, page as u32, flags as u32, mode);
         libc::munmap(page, 4096);
-        i64::from(ret)
+        ret
     }
 }
 
@@ -120,6 +130,8 @@ fn main() -> ExitCode {
                 0o640,
             ) as i64,
             "unlink" => libc::unlink(cstr(arg(&args, 1)).as_ptr()) as i64,
+            // setresuid16(-1, -1, -1): the first, 16-bit-id setresuid (ia32 164); changes nothing.
+            "ia32-setresuid16-keep" => ia32_syscall(164, 0xffff, 0xffff, 0xffff),
             "ia32-create" => ia32_open(
                 arg(&args, 1),
                 libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
