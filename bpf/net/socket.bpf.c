@@ -28,13 +28,9 @@ static __always_inline struct nj_sock_event *nj_begin_sock_event(__u16 kind, __u
 }
 
 /* connect(fd, addr, addrlen) and bind(fd, addr, addrlen). */
-static __always_inline int nj_addr_exit(nj_sys_exit_ctx *ctx, __u16 kind,
+static __always_inline int nj_addr_exit(nj_sys_exit_ctx *ctx, const __u64 *args, __u16 kind,
 					__u32 syscall)
 {
-	__u64 args[6];
-
-	if (!nj_syscall_args(ctx, args))
-		return 0;
 	struct nj_sock_event *ev = nj_begin_sock_event(kind, syscall, NJ_RET(ctx), args[0]);
 	if (!ev)
 		return 0;
@@ -88,9 +84,9 @@ static __always_inline void nj_claim_accepted(struct sock *sk, __u64 cookie)
 }
 
 /* accept(fd, addr, addrlen) and accept4(fd, addr, addrlen, flags): the new socket's view. */
-static __always_inline int nj_accept_exit(nj_sys_exit_ctx *ctx, __u32 syscall)
+static __always_inline int nj_accept_exit(nj_sys_exit_ctx *ctx, const __u64 *args,
+					  __u32 syscall)
 {
-	__u64 args[6];
 	struct sock *accepted = NULL;
 	__u64 cookie = 0;
 
@@ -102,8 +98,6 @@ static __always_inline int nj_accept_exit(nj_sys_exit_ctx *ctx, __u32 syscall)
 		if (protocol == IPPROTO_TCP)
 			nj_claim_accepted(accepted, cookie);
 	}
-	if (!nj_syscall_args(ctx, args))
-		return 0;
 	struct nj_sock_event *ev =
 		nj_begin_sock_event(NJ_KIND_SOCK_ACCEPT, syscall, NJ_RET(ctx), NJ_RET(ctx));
 	if (!ev)
@@ -121,12 +115,8 @@ static __always_inline int nj_accept_exit(nj_sys_exit_ctx *ctx, __u32 syscall)
 }
 
 /* listen(fd, backlog) */
-NJ_SYSCALL_EXIT(listen)
+static __always_inline int nj_listen_exit(nj_sys_exit_ctx *ctx, const __u64 *args)
 {
-	__u64 args[6];
-
-	if (!nj_syscall_args(ctx, args))
-		return 0;
 	struct nj_sock_event *ev =
 		nj_begin_sock_event(NJ_KIND_SOCK_LISTEN, NJ_SYS_LISTEN, NJ_RET(ctx), args[0]);
 	if (!ev)
@@ -139,24 +129,62 @@ NJ_SYSCALL_EXIT(listen)
 	return 0;
 }
 
-NJ_SYSCALL_EXIT(connect)
-{
-	return nj_addr_exit(ctx, NJ_KIND_SOCK_CONNECT, NJ_SYS_CONNECT);
-}
+/* Declares the exit program of a socket syscall that takes its arguments in registers. */
+#define NJ_SOCK_SYSCALL(name, call)                                                       \
+	NJ_SYSCALL_EXIT(name)                                                             \
+	{                                                                                 \
+		__u64 args[6];                                                            \
+		if (!nj_syscall_args(ctx, args))                                          \
+			return 0;                                                         \
+		return call;                                                              \
+	}
 
-NJ_SYSCALL_EXIT(bind)
-{
-	return nj_addr_exit(ctx, NJ_KIND_SOCK_BIND, NJ_SYS_BIND);
-}
+NJ_SOCK_SYSCALL(connect, nj_addr_exit(ctx, args, NJ_KIND_SOCK_CONNECT, NJ_SYS_CONNECT))
+NJ_SOCK_SYSCALL(bind, nj_addr_exit(ctx, args, NJ_KIND_SOCK_BIND, NJ_SYS_BIND))
+NJ_SOCK_SYSCALL(listen, nj_listen_exit(ctx, args))
+NJ_SOCK_SYSCALL(accept, nj_accept_exit(ctx, args, NJ_SYS_ACCEPT))
+NJ_SOCK_SYSCALL(accept4, nj_accept_exit(ctx, args, NJ_SYS_ACCEPT4))
 
-NJ_SYSCALL_EXIT(accept)
-{
-	return nj_accept_exit(ctx, NJ_SYS_ACCEPT);
-}
+/* socketcall(call, args): ia32's multiplexed socket entry (linux/net.h SYS_* numbers). */
+#define NJ_SYS_SOCKETCALL_BIND 2
+#define NJ_SYS_SOCKETCALL_CONNECT 3
+#define NJ_SYS_SOCKETCALL_LISTEN 4
+#define NJ_SYS_SOCKETCALL_ACCEPT 5
+#define NJ_SYS_SOCKETCALL_ACCEPT4 18
 
-NJ_SYSCALL_EXIT(accept4)
+/*
+ * 32-bit programs may make their socket calls through socketcall, whose arguments are an
+ * array of 32-bit words in user memory: read them, then report the call as its own syscall
+ * would be (flagged ia32_syscall). Only in the ia32 table; x86-64 has no socketcall.
+ */
+NJ_SYSCALL_EXIT(socketcall)
 {
-	return nj_accept_exit(ctx, NJ_SYS_ACCEPT4);
+	__u64 regs[6];
+
+	if (!nj_syscall_args(ctx, regs))
+		return 0;
+	__u32 call = regs[0];
+	__u32 words[4] = {};
+	/* Exactly the call's words (listen 2, accept4 4, the others 3): no read past them. */
+	__u32 size = call == NJ_SYS_SOCKETCALL_ACCEPT4 ? 16 : call == NJ_SYS_SOCKETCALL_LISTEN ? 8 : 12;
+	if (bpf_probe_read_user(words, size & 31, (void *)regs[1]) != 0)
+		return 0;
+	__u64 args[6] = { words[0], words[1], words[2], words[3] };
+
+	switch (call) {
+	case NJ_SYS_SOCKETCALL_BIND:
+		return nj_addr_exit(ctx, args, NJ_KIND_SOCK_BIND, NJ_SYS_BIND);
+	case NJ_SYS_SOCKETCALL_CONNECT:
+		return nj_addr_exit(ctx, args, NJ_KIND_SOCK_CONNECT, NJ_SYS_CONNECT);
+	case NJ_SYS_SOCKETCALL_LISTEN:
+		return nj_listen_exit(ctx, args);
+	case NJ_SYS_SOCKETCALL_ACCEPT:
+		return nj_accept_exit(ctx, args, NJ_SYS_ACCEPT);
+	case NJ_SYS_SOCKETCALL_ACCEPT4:
+		return nj_accept_exit(ctx, args, NJ_SYS_ACCEPT4);
+	default:
+		return 0;
+	}
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -411,6 +411,9 @@ fn check_network_syscalls(reads: KernelReads) {
     let port6 = listener6.local_addr().unwrap().port();
     let (connect6_pid, ret) = cg.trigger(&["connect", &format!("[::1]:{port6}")]);
     assert_eq!(ret, 0);
+    // A 32-bit program's connect through socketcall, ia32's multiplexed socket entry.
+    let (socketcall_pid, ret) = cg.trigger(&["ia32-socketcall-connect", &port.to_string()]);
+    assert_eq!(ret, 0);
     let closed_port = free_port();
     let (refused_pid, ret) = cg.trigger(&["connect", &format!("127.0.0.1:{closed_port}")]);
     assert_eq!(ret, -111);
@@ -452,6 +455,16 @@ fn check_network_syscalls(reads: KernelReads) {
     assert_eq!(connect["sock_type"], "stream");
     assert_eq!(connect["protocol"], "tcp");
     assert_eq!(connect["ret"], 0);
+    let socketcall = one(&events, "sock_connect", socketcall_pid);
+    assert_eq!(socketcall["syscall"], "connect");
+    assert_eq!(socketcall["remote"]["addr"], "127.0.0.1");
+    assert_eq!(socketcall["remote"]["port"], port);
+    assert_eq!(socketcall["ret"], 0);
+    assert_eq!(
+        socketcall["event_flags"],
+        serde_json::json!(["ia32_syscall"])
+    );
+    assert!(connect.get("event_flags").is_none(), "{connect}");
     let connect6 = one(&events, "sock_connect", connect6_pid);
     assert_eq!(connect6["remote"]["family"], "inet6");
     assert_eq!(connect6["remote"]["addr"], "::1");

@@ -61,11 +61,12 @@ pub enum Hook {
     RawTracePoint {
         name: &'static str,
     },
-    /// Slot `nr` of the syscall-exit dispatch table (`nj_sys_exit_progs`), and slots `ia32`
-    /// of the table for 32-bit syscalls (`nj_sys_exit_ia32_progs`).
+    /// Slot `nr` of the syscall-exit dispatch table (`nj_sys_exit_progs`; none for an
+    /// ia32-only syscall), and slots `ia32` of the table for 32-bit syscalls
+    /// (`nj_sys_exit_ia32_progs`).
     SyscallExit {
         name: &'static str,
-        nr: u32,
+        nr: Option<u32>,
         ia32: Vec<u32>,
     },
 }
@@ -76,11 +77,10 @@ impl fmt::Display for Hook {
             Hook::TracePoint { category, name } => write!(f, "tracepoint/{category}/{name}"),
             Hook::RawTracePoint { name } => write!(f, "raw_tracepoint/{name}"),
             Hook::SyscallExit { name, nr, ia32 } => {
-                write!(f, "raw_tracepoint/sys_exit: {name} ({nr}")?;
-                for n in ia32 {
-                    write!(f, ", ia32 {n}")?;
-                }
-                f.write_str(")")
+                let numbers = nr.iter().map(|n| format!("{n}"));
+                let numbers = numbers.chain(ia32.iter().map(|n| format!("ia32 {n}")));
+                let numbers = numbers.collect::<Vec<_>>().join(", ");
+                write!(f, "raw_tracepoint/sys_exit: {name} ({numbers})")
             }
         }
     }
@@ -99,7 +99,8 @@ pub struct ProgramSpec {
 /// it (checked against those headers in the tests).
 struct Syscall {
     name: &'static str,
-    x86_64: (&'static str, u32),
+    /// `None`: an ia32-only syscall (socketcall).
+    x86_64: Option<(&'static str, u32)>,
     ia32: &'static [(&'static str, u32)],
     group: Group,
 }
@@ -112,7 +113,7 @@ const fn sc(
 ) -> Syscall {
     Syscall {
         name,
-        x86_64,
+        x86_64: Some(x86_64),
         ia32,
         group,
     }
@@ -289,6 +290,13 @@ const SYSCALLS: &[Syscall] = &[
     ),
     sc("bind", ("bind", 49), &[("bind", 361)], Group::Network),
     sc("listen", ("listen", 50), &[("listen", 363)], Group::Network),
+    // ia32's multiplexed socket entry: connect, bind, listen, accept and accept4 through it.
+    Syscall {
+        name: "socketcall",
+        x86_64: None,
+        ia32: &[("socketcall", 102)],
+        group: Group::Network,
+    },
 ];
 
 /// The dispatcher that runs the syscall programs (attached when any of them is enabled).
@@ -334,7 +342,7 @@ pub fn programs() -> Vec<ProgramSpec> {
             program: format!("nj_exit_{}", syscall.name),
             hook: Hook::SyscallExit {
                 name: syscall.name,
-                nr: syscall.x86_64.1,
+                nr: syscall.x86_64.map(|(_, nr)| nr),
                 ia32: syscall.ia32.iter().map(|&(_, nr)| nr).collect(),
             },
             group: syscall.group,
@@ -359,7 +367,7 @@ mod tests {
             openat.hook,
             Hook::SyscallExit {
                 name: "openat",
-                nr: 257,
+                nr: Some(257),
                 ia32: vec![295],
             }
         );
@@ -371,13 +379,14 @@ mod tests {
         let mut x86_64 = std::collections::HashSet::new();
         let mut ia32 = std::collections::HashSet::new();
         for syscall in SYSCALLS {
-            let (_, nr) = syscall.x86_64;
-            assert!(
-                nr < nightjar_abi::NJ_SYS_EXIT_SLOTS,
-                "{}: {nr}",
-                syscall.name
-            );
-            assert!(x86_64.insert(nr), "{}: number {nr} twice", syscall.name);
+            if let Some((_, nr)) = syscall.x86_64 {
+                assert!(
+                    nr < nightjar_abi::NJ_SYS_EXIT_SLOTS,
+                    "{}: {nr}",
+                    syscall.name
+                );
+                assert!(x86_64.insert(nr), "{}: number {nr} twice", syscall.name);
+            }
             for &(_, nr) in syscall.ia32 {
                 assert!(
                     nr < nightjar_abi::NJ_SYS_EXIT_SLOTS,
@@ -409,8 +418,9 @@ mod tests {
         let x86_64 = header_numbers("unistd_64.h");
         let ia32 = header_numbers("unistd_32.h");
         for syscall in SYSCALLS {
-            let (name, nr) = syscall.x86_64;
-            assert_eq!(x86_64.get(name), Some(&nr), "x86-64 {name}");
+            if let Some((name, nr)) = syscall.x86_64 {
+                assert_eq!(x86_64.get(name), Some(&nr), "x86-64 {name}");
+            }
             for &(name, nr) in syscall.ia32 {
                 assert_eq!(ia32.get(name), Some(&nr), "ia32 {name}");
             }

@@ -309,7 +309,9 @@ impl KernelProbes {
                     .fd()
                     .and_then(|fd| fd.try_clone().map_err(Into::into))
                     .map_err(program_error)?;
-                let slots = std::iter::once(("nj_sys_exit_progs", *nr))
+                let slots = nr
+                    .iter()
+                    .map(|&n| ("nj_sys_exit_progs", n))
                     .chain(ia32.iter().map(|&n| ("nj_sys_exit_ia32_progs", n)));
                 for (table_name, slot) in slots {
                     let map = self

@@ -92,27 +92,63 @@ fn ia32_syscall(nr: u32, a: u32, b: u32, c: u32) -> i64 {
     i64::from(ret)
 }
 
-/// open(path, flags, mode) through the 32-bit ABI (ia32 number 5).
-fn ia32_open(path: &str, flags: i32, mode: u32) -> i64 {
-    const IA32_OPEN: u32 = 5;
-    let bytes = cstr(path);
-    let bytes = bytes.as_bytes_with_nul();
-    // SAFETY: a fresh private mapping below 2 GiB (MAP_32BIT), used only here.
-    unsafe {
-        let page = libc::mmap(
+/// A private page below 2 GiB (MAP_32BIT), where 32-bit syscalls can point; None if refused.
+fn low_page() -> Option<*mut u8> {
+    // SAFETY: a fresh anonymous private mapping; callers unmap it.
+    let page = unsafe {
+        libc::mmap(
             std::ptr::null_mut(),
             4096,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
             -1,
             0,
-        );
-        if page == libc::MAP_FAILED || bytes.len() > 4096 {
-            return -1;
-        }
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), page.cast::<u8>(), bytes.len());
+        )
+    };
+    (page != libc::MAP_FAILED).then_some(page.cast())
+}
+
+/// connect(fd, 127.0.0.1:port) through ia32's socketcall (102, SYS_CONNECT 3): the argument
+/// words and the address both in low memory, as a 32-bit program passes them.
+fn ia32_socketcall_connect(port: u16) -> i64 {
+    const IA32_SOCKETCALL: u32 = 102;
+    const SYS_CONNECT: u32 = 3;
+    let Some(page) = low_page() else { return -1 };
+    // SAFETY: the page is ours and 4096 bytes long; the socket is closed before returning.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        std::ptr::write(page.cast::<libc::sockaddr_in>(), addr);
+        let words = page.add(64).cast::<u32>();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+        std::ptr::copy_nonoverlapping([fd as u32, page as u32, len].as_ptr(), words, 3);
+        let ret = ia32_syscall(IA32_SOCKETCALL, SYS_CONNECT, words as u32, 0);
+        libc::close(fd);
+        libc::munmap(page.cast(), 4096);
+        ret
+    }
+}
+
+/// open(path, flags, mode) through the 32-bit ABI (ia32 number 5).
+fn ia32_open(path: &str, flags: i32, mode: u32) -> i64 {
+    const IA32_OPEN: u32 = 5;
+    let bytes = cstr(path);
+    let bytes = bytes.as_bytes_with_nul();
+    let Some(page) = low_page().filter(|_| bytes.len() <= 4096) else {
+        return -1;
+    };
+    // SAFETY: the page is ours, 4096 bytes long, and the path fits.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), page, bytes.len());
         let ret = ia32_syscall(IA32_OPEN, page as u32, flags as u32, mode);
-        libc::munmap(page, 4096);
+        libc::munmap(page.cast(), 4096);
         ret
     }
 }
@@ -191,6 +227,7 @@ fn main() -> ExitCode {
             "memfd" => libc::memfd_create(cstr(arg(&args, 1)).as_ptr(), 0) as i64,
             "unshare-uts" => libc::unshare(libc::CLONE_NEWUTS) as i64,
             "connect" => connect(arg(&args, 1)),
+            "ia32-socketcall-connect" => ia32_socketcall_connect(num(&args, 1) as u16),
             "connect-unix" => match std::os::unix::net::UnixStream::connect(arg(&args, 1)) {
                 Ok(_) => 0,
                 Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
