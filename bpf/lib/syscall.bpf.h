@@ -48,12 +48,17 @@ static __always_inline struct pt_regs *nj_syscall_regs(nj_sys_exit_ctx *ctx)
 #define NJ_TS_COMPAT 0x0002
 
 /*
- * Whether the returning syscall came through the 32-bit ABI (int 0x80, or a 32-bit program):
- * its number is from the ia32 table and its arguments are in other registers.
+ * Whether @task's returning syscall came through the 32-bit ABI (int 0x80, or a 32-bit
+ * program): its number is from the ia32 table and its arguments are in other registers.
  */
+static __always_inline bool nj_task_in_ia32_syscall(struct task_struct *task)
+{
+	return task->thread_info.status & NJ_TS_COMPAT;
+}
+
 static __always_inline bool nj_syscall_is_ia32(void)
 {
-	return bpf_get_current_task_btf()->thread_info.status & NJ_TS_COMPAT;
+	return nj_task_in_ia32_syscall(bpf_get_current_task_btf());
 }
 
 /*
@@ -108,7 +113,7 @@ static __always_inline bool nj_syscall_args(nj_sys_exit_ctx *ctx, __u64 *args)
 	/* A BTF pointer: plain loads below, no bpf_probe_read call per argument. */
 	struct pt_regs *regs = nj_syscall_regs(ctx);
 
-	if (task->thread_info.status & NJ_TS_COMPAT) {
+	if (nj_task_in_ia32_syscall(task)) {
 		/*
 		 * ebx, ecx, edx, esi, edi, ebp, 32 bits each: zero-extended, which keeps pointers
 		 * right; userspace reads descriptors and pids as i32, so negative ones stay right.

@@ -83,9 +83,12 @@ static __always_inline void nj_claim_accepted(struct sock *sk, __u64 cookie)
 	nj_submit(&ev, sizeof(ev), NJ_KIND_TCP_ESTABLISHED);
 }
 
-/* accept(fd, addr, addrlen) and accept4(fd, addr, addrlen, flags): the new socket's view. */
+/*
+ * accept(fd, addr, addrlen) and accept4(fd, addr, addrlen, flags): the new socket's view.
+ * @report is false for the agent's own accepts: their connections are forgotten, not reported.
+ */
 static __always_inline int nj_accept_exit(nj_sys_exit_ctx *ctx, const __u64 *args,
-					  __u32 syscall)
+					  __u32 syscall, bool report)
 {
 	struct sock *accepted = NULL;
 	__u64 cookie = 0;
@@ -98,6 +101,8 @@ static __always_inline int nj_accept_exit(nj_sys_exit_ctx *ctx, const __u64 *arg
 		if (protocol == IPPROTO_TCP)
 			nj_claim_accepted(accepted, cookie);
 	}
+	if (!report)
+		return 0;
 	struct nj_sock_event *ev =
 		nj_begin_sock_event(NJ_KIND_SOCK_ACCEPT, syscall, NJ_RET(ctx), NJ_RET(ctx));
 	if (!ev)
@@ -142,8 +147,18 @@ static __always_inline int nj_listen_exit(nj_sys_exit_ctx *ctx, const __u64 *arg
 NJ_SOCK_SYSCALL(connect, nj_addr_exit(ctx, args, NJ_KIND_SOCK_CONNECT, NJ_SYS_CONNECT))
 NJ_SOCK_SYSCALL(bind, nj_addr_exit(ctx, args, NJ_KIND_SOCK_BIND, NJ_SYS_BIND))
 NJ_SOCK_SYSCALL(listen, nj_listen_exit(ctx, args))
-NJ_SOCK_SYSCALL(accept, nj_accept_exit(ctx, args, NJ_SYS_ACCEPT))
-NJ_SOCK_SYSCALL(accept4, nj_accept_exit(ctx, args, NJ_SYS_ACCEPT4))
+
+/* The claim in nj_accept_exit runs for the agent too (nj_syscall_args refuses it). */
+#define NJ_ACCEPT_SYSCALL(name, id)                                                       \
+	NJ_SYSCALL_EXIT(name)                                                             \
+	{                                                                                 \
+		__u64 args[6] = {}; /* read only when traced, but all initialized */      \
+		bool traced = nj_syscall_args(ctx, args);                                 \
+		return nj_accept_exit(ctx, args, id, traced);                             \
+	}
+
+NJ_ACCEPT_SYSCALL(accept, NJ_SYS_ACCEPT)
+NJ_ACCEPT_SYSCALL(accept4, NJ_SYS_ACCEPT4)
 
 /* socketcall(call, args): ia32's multiplexed socket entry (linux/net.h SYS_* numbers). */
 #define NJ_SYS_SOCKETCALL_BIND 2
@@ -179,9 +194,9 @@ NJ_SYSCALL_EXIT(socketcall)
 	case NJ_SYS_SOCKETCALL_LISTEN:
 		return nj_listen_exit(ctx, args);
 	case NJ_SYS_SOCKETCALL_ACCEPT:
-		return nj_accept_exit(ctx, args, NJ_SYS_ACCEPT);
+		return nj_accept_exit(ctx, args, NJ_SYS_ACCEPT, true);
 	case NJ_SYS_SOCKETCALL_ACCEPT4:
-		return nj_accept_exit(ctx, args, NJ_SYS_ACCEPT4);
+		return nj_accept_exit(ctx, args, NJ_SYS_ACCEPT4, true);
 	default:
 		return 0;
 	}

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * The one program on syscall exit: looks up the program of the syscall that is returning
- * (by x86-64 number, the table filled by the loader with the enabled groups' programs) and
- * tail-calls it. Syscalls nobody traces cost this lookup and nothing else. See syscall.bpf.h
+ * (by its number, in the table of the ABI it came through; the loader fills both with the
+ * enabled groups' programs) and tail-calls it. Syscalls nobody traces cost this lookup and nothing else. See syscall.bpf.h
  * for why this beats a tracepoint per syscall.
  */
 #include "nj.bpf.h"

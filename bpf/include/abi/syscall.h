@@ -11,8 +11,8 @@
 #include "process.h"
 
 /*
- * Slots of the syscall-exit dispatch table (nj_sys_exit_progs), indexed by x86-64 syscall
- * number: above the highest number any hooked syscall has.
+ * Slots of each syscall-exit dispatch table (nj_sys_exit_progs by x86-64 number,
+ * nj_sys_exit_ia32_progs by ia32 number): above the highest number any hooked syscall has.
  */
 #define NJ_SYS_EXIT_SLOTS 512
 

@@ -401,6 +401,8 @@ fn network_syscalls_with_addresses_probe_read() {
 fn check_network_syscalls(reads: KernelReads) {
     let _serial = serial();
     let agent = reads.start(&[]);
+    // Starting it scraped /metrics: connections the agent itself accepted.
+    let metrics_port = agent.metrics_port;
     let cg = TestCgroup::new("network");
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -455,6 +457,15 @@ fn check_network_syscalls(reads: KernelReads) {
     assert_eq!(connect["sock_type"], "stream");
     assert_eq!(connect["protocol"], "tcp");
     assert_eq!(connect["ret"], 0);
+    // The agent's own connections are never reported (its metrics server accepted some).
+    let own: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e["type"].as_str().is_some_and(|t| t.starts_with("tcp_"))
+                && e["local"]["port"] == metrics_port
+        })
+        .collect();
+    assert!(own.is_empty(), "{own:#?}");
     let socketcall = one(&events, "sock_connect", socketcall_pid);
     assert_eq!(socketcall["syscall"], "connect");
     assert_eq!(socketcall["remote"]["addr"], "127.0.0.1");

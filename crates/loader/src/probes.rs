@@ -171,23 +171,34 @@ pub struct KernelProbes {
     failures: Vec<AttachFailure>,
 }
 
-/// The syscall programs' dispatch tables (bpf/sys/dispatch.bpf.c).
-const SYSCALL_TABLES: [&str; 2] = ["nj_sys_exit_progs", "nj_sys_exit_ia32_progs"];
+/// The dispatch-table slots (table name, index) a syscall program fills.
+fn syscall_slots(hook: &Hook) -> Vec<(&'static str, u32)> {
+    match hook {
+        Hook::SyscallExit { nr, ia32, .. } => nr
+            .iter()
+            .map(|&n| ("nj_sys_exit_progs", n))
+            .chain(ia32.iter().map(|&n| ("nj_sys_exit_ia32_progs", n)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
 
 impl Drop for KernelProbes {
-    /// Empties the syscall dispatch tables first. A program array lets go of its programs in a
-    /// kernel work item after its last user closes it, so without this the syscall programs
-    /// outlive the agent by a moment; emptied here, they go with their last descriptor.
+    /// Empties the syscall dispatch slots it filled first. A program array lets go of its
+    /// programs in a kernel work item after its last user closes it; emptied here, the syscall
+    /// programs go with their last descriptor instead.
     fn drop(&mut self) {
-        for name in SYSCALL_TABLES {
-            let Some(map) = self.ebpf.map_mut(name) else {
-                continue;
-            };
-            let Ok(mut table) = ProgramArray::<&mut MapData>::try_from(map) else {
-                continue;
-            };
-            for slot in 0..nightjar_abi::NJ_SYS_EXIT_SLOTS {
-                // Most slots are empty (ENOENT): nothing to do there.
+        let slots: Vec<_> = self
+            .attached
+            .iter()
+            .flat_map(|spec| syscall_slots(&spec.hook))
+            .collect();
+        for (name, slot) in slots {
+            if let Some(Ok(mut table)) = self
+                .ebpf
+                .map_mut(name)
+                .map(ProgramArray::<&mut MapData>::try_from)
+            {
                 let _ = table.clear_index(&slot);
             }
         }
@@ -302,18 +313,14 @@ impl KernelProbes {
                     let _ = tp.unload();
                 })
             }
-            Hook::SyscallExit { nr, ia32, .. } => {
+            Hook::SyscallExit { .. } => {
                 let tp: &mut RawTracePoint = program.try_into().map_err(program_error)?;
                 tp.load().map_err(program_error)?;
                 let fd = tp
                     .fd()
                     .and_then(|fd| fd.try_clone().map_err(Into::into))
                     .map_err(program_error)?;
-                let slots = nr
-                    .iter()
-                    .map(|&n| ("nj_sys_exit_progs", n))
-                    .chain(ia32.iter().map(|&n| ("nj_sys_exit_ia32_progs", n)));
-                for (table_name, slot) in slots {
+                for (table_name, slot) in syscall_slots(&spec.hook) {
                     let map = self
                         .ebpf
                         .map_mut(table_name)
