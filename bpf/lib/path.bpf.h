@@ -88,21 +88,21 @@ static __always_inline int nj_walk_cross_mount(struct nj_walk *w)
 }
 
 /*
- * Finds the top-level component of @path as seen from the current task's root (the "etc"
- * of /etc/passwd), without building the path: one read per level and no name copies. Fills
- * @top and returns 0; returns -1 when the path is the root itself or cannot be walked.
+ * Finds the top-level directory of @path as seen from @task's root (the current task's): the
+ * dentry of "etc" for /etc/passwd, without building the path, one read per level and no name
+ * copies. Returns NULL when the path is the root itself or cannot be walked.
  */
-static __always_inline int nj_top_component(const struct path *path, struct qstr *top)
+static __always_inline struct dentry *nj_top_dentry(struct task_struct *task,
+						    const struct path *path)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct dentry *root_dentry = task->fs->root.dentry;
 	struct vfsmount *root_mnt = task->fs->root.mnt;
+	struct dentry *top = NULL;
 	struct path p;
 
 	if (nj_kcopy(&p, sizeof(p), path) != 0 || !p.dentry)
-		return -1;
+		return NULL;
 	struct nj_walk w;
-	bool found = false;
 
 	nj_walk_start(&w, p.dentry, p.mnt);
 	for (int i = 0; i < NJ_PATH_DEPTH; i++) {
@@ -113,14 +113,48 @@ static __always_inline int nj_top_component(const struct path *path, struct qstr
 			break;
 		if (crossed > 0)
 			continue;
-		struct nj_dentry_link link;
-		if (nj_read_dentry_link(w.dentry, &link) != 0 || link.parent == w.dentry)
+		struct dentry *dentry = w.dentry;
+		struct dentry *parent = NJ_KREAD(dentry, d_parent);
+		if (!parent || parent == dentry)
 			break;
-		*top = link.name;
-		found = true;
-		w.dentry = link.parent;
+		top = dentry;
+		w.dentry = parent;
 	}
-	return found ? 0 : -1;
+	return top;
+}
+
+/* Mask of the low @n bytes of a little-endian word (n < 8). */
+#define NJ_LOW_BYTES(n) ((1ULL << ((n) * 8)) - 1)
+
+/*
+ * The first 15 bytes of @dentry's name, NUL-padded, as two little-endian words: the form of
+ * nj_topdir keys. Names shorter than the kernel's inline buffer (all but the longest) live in
+ * the dentry itself and are two loads; the bytes past a name's end there may be left over
+ * from a longer earlier name, hence the masks.
+ */
+static __always_inline void nj_dentry_name_words(struct dentry *dentry, __u64 *words)
+{
+	struct qstr name;
+
+	words[0] = words[1] = 0;
+	if (nj_kcopy(&name, sizeof(name), &dentry->d_name) != 0)
+		return;
+#if NJ_KCAST
+	if (bpf_core_field_exists(dentry->d_shortname) &&
+	    (__u64)name.name == (__u64)&dentry->d_shortname) {
+		words[0] = dentry->d_shortname.words[0];
+		words[1] = dentry->d_shortname.words[1];
+	} else
+#endif
+		bpf_probe_read_kernel(words, 2 * sizeof(__u64), name.name);
+
+	__u32 len = name.len < NJ_TOPDIR_MAX - 1 ? name.len : NJ_TOPDIR_MAX - 1;
+	if (len < 8) {
+		words[0] &= NJ_LOW_BYTES(len);
+		words[1] = 0;
+	} else {
+		words[1] &= NJ_LOW_BYTES(len - 8);
+	}
 }
 
 /*
@@ -197,19 +231,33 @@ static __always_inline __u32 nj_resolve_path(const struct path *path, char *out)
 	return flags;
 }
 
-/* The struct file behind a descriptor of the current task, or NULL. */
-static __always_inline struct file *nj_file_from_fd(__s64 fd)
+/*
+ * The struct file behind descriptor @fd of @task (the current task), or NULL. The fd table's
+ * slots are an array indexed by a variable, which the verifier does not let a program load
+ * through; with the cast kfunc the slot is cast to struct kiocb, whose first field is a
+ * struct file * on every kernel, so the slot is one guarded load instead of a helper call.
+ */
+static __always_inline struct file *nj_task_file(struct task_struct *task, __s64 fd)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct fdtable *fdt = task->files->fdt;
 	unsigned int max_fds = fdt->max_fds;
 	struct file **fds = fdt->fd;
-	struct file *file = NULL;
 
 	if (fd < 0 || fd >= max_fds || !fds)
 		return NULL;
+#if NJ_KCAST
+	return nj_kcast(&fds[fd], struct kiocb)->ki_filp;
+#else
+	struct file *file = NULL;
 	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
-	return file ? nj_kcast(file, struct file) : NULL;
+	return file;
+#endif
+}
+
+/* The struct file behind a descriptor of the current task, or NULL. */
+static __always_inline struct file *nj_file_from_fd(__s64 fd)
+{
+	return nj_task_file(bpf_get_current_task_btf(), fd);
 }
 
 #endif

@@ -92,6 +92,31 @@ static __always_inline __u64 nj_uid16(__u64 id)
 	return (__u16)id == 0xffff ? 0xffffffffULL : (__u16)id;
 }
 
+/*
+ * Which numbers have a program in each dispatch table: bit nr % 64 of word nr / 64. Set at
+ * load from the enabled groups (crates/loader/src/probes.rs), so the dispatcher turns away
+ * untraced syscalls (most of them: close, read, write...) on one load, before any helper.
+ */
+const volatile __u64 nj_sys_exit_x86_traced[NJ_SYS_EXIT_WORDS] __weak = {};
+const volatile __u64 nj_sys_exit_ia32_traced[NJ_SYS_EXIT_WORDS] __weak = {};
+
+/* Whether @nr (below NJ_SYS_EXIT_SLOTS) is set in @traced. */
+static __always_inline bool nj_sys_exit_traced(const volatile __u64 *traced, __u64 nr)
+{
+	return (traced[(nr / 64) & (NJ_SYS_EXIT_WORDS - 1)] >> (nr % 64)) & 1;
+}
+
+/*
+ * Whether an ia32 syscall reached an x86-64 program: the dispatcher asks for the ABI (a
+ * helper call) only for numbers the ia32 table traces, and sends every other traced number
+ * to the x86-64 table, where a 32-bit syscall of that number must be turned away.
+ */
+static __always_inline bool nj_ia32_misrouted(struct task_struct *task, struct pt_regs *regs)
+{
+	return nj_task_in_ia32_syscall(task) &&
+	       !nj_sys_exit_traced(nj_sys_exit_ia32_traced, regs->orig_ax % NJ_SYS_EXIT_SLOTS);
+}
+
 /* A syscall's exit program, reached by tail call from nj_sys_exit (never attached itself). */
 #define NJ_SYSCALL_EXIT(name) SEC("raw_tp/sys_exit") int nj_exit_##name(nj_sys_exit_ctx *ctx)
 
@@ -100,13 +125,14 @@ static __always_inline __u64 nj_uid16(__u64 id)
  * (x86-64 ABI: rdi, rsi, rdx, r10, r8, r9). The syscalls traced here leave them untouched, so
  * the exit tracepoint alone sees arguments and return value: one program per syscall instead
  * of an enter/exit pair with a map in between, which halves the cost on hot paths. Returns
- * false for the agent's own syscalls.
+ * false for the agent's own syscalls and for a 32-bit syscall that is not this program's.
+ * @task is the current task (bpf_get_current_task_btf), taken once by a caller that needs it
+ * again.
  */
-static __always_inline bool nj_syscall_args(nj_sys_exit_ctx *ctx, __u64 *args)
+static __always_inline bool nj_task_syscall_args(struct task_struct *task, nj_sys_exit_ctx *ctx,
+						 __u64 *args)
 {
 	/* One task pointer answers both questions (the agent's own syscall? which ABI?). */
-	struct task_struct *task = bpf_get_current_task_btf();
-
 	if (task->tgid == nj_agent_tgid)
 		return false;
 
@@ -114,6 +140,8 @@ static __always_inline bool nj_syscall_args(nj_sys_exit_ctx *ctx, __u64 *args)
 	struct pt_regs *regs = nj_syscall_regs(ctx);
 
 	if (nj_task_in_ia32_syscall(task)) {
+		if (nj_ia32_misrouted(task, regs))
+			return false;
 		/*
 		 * ebx, ecx, edx, esi, edi, ebp, 32 bits each: zero-extended, which keeps pointers
 		 * right; userspace reads descriptors and pids as i32, so negative ones stay right.
@@ -140,6 +168,12 @@ static __always_inline bool nj_syscall_args(nj_sys_exit_ctx *ctx, __u64 *args)
 	args[4] = regs->r8;
 	args[5] = regs->r9;
 	return true;
+}
+
+/* nj_task_syscall_args for the current task, for programs that need no task pointer besides. */
+static __always_inline bool nj_syscall_args(nj_sys_exit_ctx *ctx, __u64 *args)
+{
+	return nj_task_syscall_args(bpf_get_current_task_btf(), ctx, args);
 }
 
 /* Reads a user string argument into @dst (NJ_STR_MAX bytes); returns header flags to set. */

@@ -148,12 +148,18 @@ NJ_SOCK_SYSCALL(connect, nj_addr_exit(ctx, args, NJ_KIND_SOCK_CONNECT, NJ_SYS_CO
 NJ_SOCK_SYSCALL(bind, nj_addr_exit(ctx, args, NJ_KIND_SOCK_BIND, NJ_SYS_BIND))
 NJ_SOCK_SYSCALL(listen, nj_listen_exit(ctx, args))
 
-/* The claim in nj_accept_exit runs for the agent too (nj_syscall_args refuses it). */
+/*
+ * The claim in nj_accept_exit runs for the agent too (nj_syscall_args refuses it), but not for
+ * another 32-bit syscall of the same number.
+ */
 #define NJ_ACCEPT_SYSCALL(name, id)                                                       \
 	NJ_SYSCALL_EXIT(name)                                                             \
 	{                                                                                 \
 		__u64 args[6] = {}; /* read only when traced, but all initialized */      \
-		bool traced = nj_syscall_args(ctx, args);                                 \
+		struct task_struct *task = bpf_get_current_task_btf();                    \
+		if (nj_ia32_misrouted(task, nj_syscall_regs(ctx)))                        \
+			return 0;                                                         \
+		bool traced = nj_task_syscall_args(task, ctx, args);                      \
 		return nj_accept_exit(ctx, args, id, traced);                             \
 	}
 

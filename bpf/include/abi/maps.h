@@ -38,18 +38,45 @@ enum nj_prefix_mode {
 	NJ_PREFIX_WRITE_ONLY = 2,
 };
 
-/* Bytes of a top-level directory name kept in nj_file_topdirs keys (NUL included). */
+/* Bytes of a top-level directory name kept in struct nj_topdir (NUL included). */
 #define NJ_TOPDIR_MAX 16
 
+/* Most distinct top-level directories the file prefixes may name. */
+#define NJ_TOPDIRS_MAX 64
+
 /*
- * Key of nj_file_topdirs: the first component of each file prefix ("etc" for "/etc/"), cut
- * to NJ_TOPDIR_MAX - 1 bytes and NUL-padded. An open whose resolved path starts with any other
- * top-level directory cannot match a prefix and is dropped before its full path is built. The
- * value is NJ_PREFIX_ANY_ACCESS when any prefix under that directory is, else
- * NJ_PREFIX_WRITE_ONLY, so read-only opens there are dropped just as early.
+ * The first component of a file prefix ("etc" for "/etc/"), cut to NJ_TOPDIR_MAX - 1 bytes
+ * and NUL-padded, as two little-endian words. mode is NJ_PREFIX_ANY_ACCESS when any prefix
+ * under that directory is, else NJ_PREFIX_WRITE_ONLY, so read-only opens there are dropped
+ * as early as opens elsewhere.
  */
-struct nj_topdir_key {
-	char name[NJ_TOPDIR_MAX];
+struct nj_topdir {
+	__u64 name[2];
+	__u8 mode;
+	__u8 _pad[7];
 };
+
+/*
+ * The only value of nj_file_topdirs (an array of one): every top-level directory any prefix
+ * starts with. An open whose resolved path starts with another one cannot match a prefix and
+ * is dropped before its full path is built. A filter, then a scan in order: a handful of
+ * entries compare faster than a hash map's lookup, and the name needs no copy
+ * (bpf/lib/path.bpf.h).
+ */
+struct nj_topdirs {
+	__u32 count;
+	__u32 _pad;
+	/*
+	 * Bit h of this 256-bit filter is set for each directory whose name hashes to h, so most
+	 * names that are no prefix's first component are turned away before the scan. The hash
+	 * of name[2]: ((name[0] ^ (name[1] * NJ_TOPDIR_HASH_MUL)) * NJ_TOPDIR_HASH_MUL) >> 56,
+	 * in 64-bit wrapping arithmetic, computed alike by the programs and the loader.
+	 */
+	__u64 filter[4];
+	struct nj_topdir dirs[NJ_TOPDIRS_MAX];
+};
+
+/* Multiplier of the top-level directory name hash (2^64 / golden ratio, odd). */
+#define NJ_TOPDIR_HASH_MUL 0x9E3779B97F4A7C15ULL
 
 #endif

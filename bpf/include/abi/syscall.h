@@ -16,6 +16,16 @@
  */
 #define NJ_SYS_EXIT_SLOTS 512
 
+/*
+ * openat's x86-64 number, the one the dispatcher tail-calls with a constant key: opens are
+ * the busiest traced syscall, and a constant key makes the tail call a direct jump instead of
+ * an indirect one (a retpoline here). Checked against the catalog (crates/loader).
+ */
+#define NJ_X86_NR_OPENAT 257
+
+/* Words of the bitmaps of traced syscall numbers (nj_sys_exit_*_traced), one bit a slot. */
+#define NJ_SYS_EXIT_WORDS (NJ_SYS_EXIT_SLOTS / 64)
+
 /* Which syscall produced the record (nj_syscall_event.syscall). Never renumbered. */
 enum nj_syscall_id {
 	NJ_SYS_OPEN = 1,

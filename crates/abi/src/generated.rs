@@ -10,6 +10,8 @@ pub const NJ_PATH_MAX: u32 = 256;
 pub const NJ_ARGS_MAX: u32 = 1024;
 pub const NJ_COMM_LEN: u32 = 16;
 pub const NJ_SYS_EXIT_SLOTS: u32 = 512;
+pub const NJ_X86_NR_OPENAT: u32 = 257;
+pub const NJ_SYS_EXIT_WORDS: u32 = 8;
 pub const NJ_STR_MAX: u32 = 256;
 pub const NJ_AF_UNIX: u32 = 1;
 pub const NJ_AF_INET: u32 = 2;
@@ -18,6 +20,8 @@ pub const NJ_UNIX_PATH_MAX: u32 = 108;
 pub const NJ_LOST_BY_KIND_MAP: &[u8; 16] = b"nj_lost_by_kind\0";
 pub const NJ_PREFIX_MAX: u32 = 64;
 pub const NJ_TOPDIR_MAX: u32 = 16;
+pub const NJ_TOPDIRS_MAX: u32 = 64;
+pub const NJ_TOPDIR_HASH_MUL: i64 = -7046029254386353131;
 pub const NJ_FLOW_INGRESS: u32 = 0;
 pub const NJ_FLOW_EGRESS: u32 = 1;
 pub const NJ_TCP_FIN: u32 = 1;
@@ -487,15 +491,45 @@ pub const NJ_PREFIX_WRITE_ONLY: nj_prefix_mode = 2;
 pub type nj_prefix_mode = ::core::ffi::c_uint;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
-pub struct nj_topdir_key {
-    pub name: [::core::ffi::c_char; 16usize],
+pub struct nj_topdir {
+    pub name: [__u64; 2usize],
+    pub mode: __u8,
+    pub _pad: [__u8; 7usize],
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of nj_topdir_key"][::core::mem::size_of::<nj_topdir_key>() - 16usize];
-    ["Alignment of nj_topdir_key"][::core::mem::align_of::<nj_topdir_key>() - 1usize];
-    ["Offset of field: nj_topdir_key::name"][::core::mem::offset_of!(nj_topdir_key, name) - 0usize];
+    ["Size of nj_topdir"][::core::mem::size_of::<nj_topdir>() - 24usize];
+    ["Alignment of nj_topdir"][::core::mem::align_of::<nj_topdir>() - 8usize];
+    ["Offset of field: nj_topdir::name"][::core::mem::offset_of!(nj_topdir, name) - 0usize];
+    ["Offset of field: nj_topdir::mode"][::core::mem::offset_of!(nj_topdir, mode) - 16usize];
+    ["Offset of field: nj_topdir::_pad"][::core::mem::offset_of!(nj_topdir, _pad) - 17usize];
 };
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nj_topdirs {
+    pub count: __u32,
+    pub _pad: __u32,
+    pub filter: [__u64; 4usize],
+    pub dirs: [nj_topdir; 64usize],
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nj_topdirs"][::core::mem::size_of::<nj_topdirs>() - 1576usize];
+    ["Alignment of nj_topdirs"][::core::mem::align_of::<nj_topdirs>() - 8usize];
+    ["Offset of field: nj_topdirs::count"][::core::mem::offset_of!(nj_topdirs, count) - 0usize];
+    ["Offset of field: nj_topdirs::_pad"][::core::mem::offset_of!(nj_topdirs, _pad) - 4usize];
+    ["Offset of field: nj_topdirs::filter"][::core::mem::offset_of!(nj_topdirs, filter) - 8usize];
+    ["Offset of field: nj_topdirs::dirs"][::core::mem::offset_of!(nj_topdirs, dirs) - 40usize];
+};
+impl Default for nj_topdirs {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct nj_flow_key {

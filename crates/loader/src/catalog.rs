@@ -375,6 +375,15 @@ mod tests {
     }
 
     #[test]
+    fn the_dispatchers_direct_openat_call_uses_openats_number() {
+        let openat = SYSCALLS.iter().find(|s| s.name == "openat").unwrap();
+        assert_eq!(
+            openat.x86_64.map(|(_, nr)| nr),
+            Some(nightjar_abi::NJ_X86_NR_OPENAT)
+        );
+    }
+
+    #[test]
     fn syscall_numbers_fit_the_tables_and_do_not_repeat() {
         let mut x86_64 = std::collections::HashSet::new();
         let mut ia32 = std::collections::HashSet::new();

@@ -12,8 +12,8 @@ use aya::maps::{LpmTrie, MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::{RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use nightjar_abi::{
-    nj_connect_config, nj_prefix_key, nj_topdir_key, NJ_PREFIX_ANY_ACCESS, NJ_PREFIX_MAX,
-    NJ_PREFIX_WRITE_ONLY, NJ_TOPDIR_MAX,
+    nj_connect_config, nj_prefix_key, nj_topdir, nj_topdirs, NJ_PREFIX_ANY_ACCESS, NJ_PREFIX_MAX,
+    NJ_PREFIX_WRITE_ONLY, NJ_SYS_EXIT_WORDS, NJ_TOPDIRS_MAX, NJ_TOPDIR_HASH_MUL, NJ_TOPDIR_MAX,
 };
 
 use crate::catalog::{self, Group, Hook, ProgramSpec};
@@ -27,6 +27,13 @@ use crate::{kfunc, objects};
 struct ConnectConfig(nj_connect_config);
 // SAFETY: repr(transparent) over a bindgen repr(C) struct of two u32.
 unsafe impl aya::Pod for ConnectConfig {}
+
+/// Value of `nj_file_topdirs`, wrapped for Aya as above.
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy)]
+struct TopDirs(nj_topdirs);
+// SAFETY: repr(transparent) over a bindgen repr(C) struct of integers and arrays of them.
+unsafe impl aya::Pod for TopDirs {}
 
 /// Path prefixes where every open is reported by default: secrets and credentials, boot and
 /// kernel memory, Kubernetes service-account tokens. Chosen like Falco's "read sensitive file"
@@ -183,6 +190,33 @@ fn syscall_slots(hook: &Hook) -> Vec<(&'static str, u32)> {
     }
 }
 
+/// Bitmap of syscall numbers, one bit a dispatch-table slot (bit nr % 64 of word nr / 64).
+type SyscallBits = [u64; NJ_SYS_EXIT_WORDS as usize];
+
+/// The syscall numbers the enabled groups put in each dispatch table (x86-64, ia32): the
+/// dispatcher returns at once for the others (nj_sys_exit_*_traced).
+fn traced_syscalls(groups: &BTreeSet<Group>) -> (SyscallBits, SyscallBits) {
+    let mut x86 = [0u64; NJ_SYS_EXIT_WORDS as usize];
+    let mut ia32 = [0u64; NJ_SYS_EXIT_WORDS as usize];
+    for spec in catalog::programs()
+        .into_iter()
+        .filter(|spec| groups.contains(&spec.group))
+    {
+        for (table, nr) in syscall_slots(&spec.hook) {
+            let bits = if table == "nj_sys_exit_progs" {
+                &mut x86
+            } else {
+                &mut ia32
+            };
+            // Numbers past the table are refused when the table is filled (catalog tests).
+            if let Some(word) = bits.get_mut(nr as usize / 64) {
+                *word |= 1 << (nr % 64);
+            }
+        }
+    }
+    (x86, ia32)
+}
+
 impl Drop for KernelProbes {
     /// Empties the syscall dispatch slots it filled first. A program array lets go of its
     /// programs in a kernel work item after its last user closes it; emptied here, the syscall
@@ -250,9 +284,12 @@ impl KernelProbes {
     ) -> Result<Self, LoadError> {
         let filter_enabled =
             u32::from(!config.file_prefixes.is_empty() || !config.file_write_prefixes.is_empty());
+        let (x86_traced, ia32_traced) = traced_syscalls(&config.groups);
         let ebpf = EbpfLoader::new()
             .btf(Some(btf))
             .override_global("nj_agent_tgid", &config.agent_tgid, true)
+            .override_global("nj_sys_exit_x86_traced", &x86_traced, true)
+            .override_global("nj_sys_exit_ia32_traced", &ia32_traced, true)
             .override_global("nj_file_filter_enabled", &filter_enabled, true)
             .override_global("nj_xdp_source_prefix4", &config.xdp_source_prefixes.0, true)
             .override_global("nj_xdp_source_prefix6", &config.xdp_source_prefixes.1, true)
@@ -405,23 +442,18 @@ impl KernelProbes {
         self.set_top_dirs(&entries)
     }
 
-    /// Fills the top-level directory pre-filter from the prefixes (see nj_topdir_key).
+    /// Fills the top-level directory pre-filter from the prefixes (see nj_topdirs).
     fn set_top_dirs(&mut self, entries: &[(&String, u8)]) -> Result<(), LoadError> {
+        let value = TopDirs(top_dirs(entries)?);
         let map = self
             .ebpf
             .map_mut("nj_file_topdirs")
             .ok_or_else(|| missing_map("nj_file_topdirs"))?;
-        let mut dirs: BpfHashMap<&mut MapData, [u8; NJ_TOPDIR_MAX as usize], u8> =
-            BpfHashMap::try_from(map).map_err(|e| map_error("nj_file_topdirs", e))?;
-        let old: Vec<_> = dirs.keys().filter_map(Result::ok).collect();
-        for key in old {
-            let _ = dirs.remove(&key);
-        }
-        for (key, mode) in top_dir_modes(entries)? {
-            dirs.insert(key, mode, 0)
-                .map_err(|e| map_error("nj_file_topdirs", e))?;
-        }
-        Ok(())
+        let mut array: aya::maps::Array<&mut MapData, TopDirs> =
+            aya::maps::Array::try_from(map).map_err(|e| map_error("nj_file_topdirs", e))?;
+        array
+            .set(0, value, 0)
+            .map_err(|e| map_error("nj_file_topdirs", e))
     }
 
     /// Attaches the TC flow-accounting programs to ingress and egress of each interface
@@ -663,7 +695,52 @@ fn top_dir_modes(entries: &[(&String, u8)]) -> Result<Vec<(TopDirKey, u8)>, Load
             None => modes.push((key, mode)),
         }
     }
+    if modes.len() > NJ_TOPDIRS_MAX as usize {
+        return Err(LoadError::Config(format!(
+            "the file prefixes start with {} different top-level directories; at most {NJ_TOPDIRS_MAX} are supported",
+            modes.len()
+        )));
+    }
     Ok(modes)
+}
+
+/// The value of `nj_file_topdirs` for the prefixes: each top-level directory's name as the
+/// kernel side compares it (two little-endian words) and its mode.
+fn top_dirs(entries: &[(&String, u8)]) -> Result<nj_topdirs, LoadError> {
+    let modes = top_dir_modes(entries)?;
+    let mut value = nj_topdirs {
+        count: modes.len() as u32,
+        _pad: 0,
+        filter: [0; 4],
+        dirs: [nj_topdir {
+            name: [0; 2],
+            mode: 0,
+            _pad: [0; 7],
+        }; NJ_TOPDIRS_MAX as usize],
+    };
+    for (slot, (key, mode)) in value.dirs.iter_mut().zip(modes) {
+        let (low, high) = key.split_at(8);
+        slot.name = [le_word(low), le_word(high)];
+        slot.mode = mode;
+        let hash = top_dir_hash(slot.name);
+        value.filter[hash / 64] |= 1 << (hash % 64);
+    }
+    Ok(value)
+}
+
+/// A top-level directory name's bit in `nj_topdirs.filter` (the hash its header defines).
+fn top_dir_hash(name: [u64; 2]) -> usize {
+    // bindgen types the C constant i64; the bits are the u64 multiplier.
+    const MUL: u64 = NJ_TOPDIR_HASH_MUL as u64;
+    let mixed = name[0] ^ name[1].wrapping_mul(MUL);
+    (mixed.wrapping_mul(MUL) >> 56) as usize
+}
+
+/// Eight bytes as the little-endian word a BPF program loads from them.
+fn le_word(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(bytes);
+    u64::from_le_bytes(word)
 }
 
 /// The first component of a prefix ("etc" for "/etc/"), cut as the kernel cuts names.
@@ -685,7 +762,7 @@ fn top_dir_key(prefix: &str) -> Result<TopDirKey, LoadError> {
     Ok(key)
 }
 
-const _: () = assert!(core::mem::size_of::<nj_topdir_key>() == NJ_TOPDIR_MAX as usize);
+const _: () = assert!(core::mem::size_of::<nj_topdir>() == NJ_TOPDIR_MAX as usize + 8);
 
 // Aya's Key<[u8; 28]> (u32 bit length, then scope, port, address, padding) must match the C key.
 const _: () = assert!(core::mem::size_of::<nightjar_abi::nj_connect_rule_key>() == 4 + 28);
@@ -810,6 +887,57 @@ mod tests {
         assert_eq!(modes.len(), 2);
         assert_eq!(modes[0], (top_dir_key("/etc/").unwrap(), any));
         assert_eq!(modes[1], (top_dir_key("/usr/").unwrap(), write));
+    }
+
+    #[test]
+    fn top_dirs_hold_each_name_as_two_words_behind_the_filter() {
+        let etc = "/etc/shadow".to_string();
+        let long = "/a-name-of-twenty-one/x".to_string();
+        let any = NJ_PREFIX_ANY_ACCESS as u8;
+        let dirs = top_dirs(&[(&etc, any), (&long, any)]).unwrap();
+        assert_eq!(dirs.count, 2);
+        assert_eq!(
+            dirs.dirs[0].name,
+            [u64::from_le_bytes(*b"etc\0\0\0\0\0"), 0]
+        );
+        // Cut to 15 bytes and NUL-terminated, as the programs cut the dentry's name.
+        assert_eq!(
+            dirs.dirs[1].name,
+            [
+                u64::from_le_bytes(*b"a-name-o"),
+                u64::from_le_bytes(*b"f-twent\0")
+            ]
+        );
+        assert_eq!(dirs.dirs[1].mode, any);
+        for dir in &dirs.dirs[..2] {
+            let bit = top_dir_hash(dir.name);
+            assert_eq!((dirs.filter[bit / 64] >> (bit % 64)) & 1, 1);
+        }
+        assert_eq!(
+            dirs.filter.iter().map(|w| w.count_ones()).sum::<u32>(),
+            2 - u32::from(top_dir_hash(dirs.dirs[0].name) == top_dir_hash(dirs.dirs[1].name))
+        );
+    }
+
+    #[test]
+    fn more_top_dirs_than_the_table_holds_is_an_error() {
+        let prefixes: Vec<String> = (0..=NJ_TOPDIRS_MAX).map(|i| format!("/d{i}/")).collect();
+        let entries: Vec<_> = prefixes.iter().map(|p| (p, 1u8)).collect();
+        let err = top_dirs(&entries).unwrap_err().to_string();
+        assert!(err.contains("at most 64"), "{err}");
+    }
+
+    #[test]
+    fn traced_syscalls_follow_the_enabled_groups() {
+        let bit = |bits: &SyscallBits, nr: u32| (bits[nr as usize / 64] >> (nr % 64)) & 1 == 1;
+        let (x86, ia32) = traced_syscalls(&[Group::File].into_iter().collect());
+        assert!(bit(&x86, 257), "openat");
+        assert!(bit(&ia32, 295), "ia32 openat");
+        assert!(!bit(&x86, 3), "close is not traced");
+        assert!(!bit(&x86, 105), "setuid is in another group");
+        let (x86, ia32) = traced_syscalls(&[Group::Privilege].into_iter().collect());
+        assert!(bit(&x86, 105) && bit(&ia32, 23), "setuid");
+        assert!(!bit(&x86, 257));
     }
 
     #[test]

@@ -168,6 +168,24 @@ fn main() -> ExitCode {
             "unlink" => libc::unlink(cstr(arg(&args, 1)).as_ptr()) as i64,
             // setresuid16(-1, -1, -1): the first, 16-bit-id setresuid (ia32 164); changes nothing.
             "ia32-setresuid16-keep" => ia32_syscall(164, 0xffff, 0xffff, 0xffff),
+            // getitimer(ITIMER_REAL, NULL) through int 0x80 (ia32 105): x86-64's 105 is setuid,
+            // which is traced; this must not be reported as one.
+            "ia32-getitimer" => ia32_syscall(105, 0, 0, 0),
+            // create PATH as seen from ROOT (chroot): the walk to a file's top directory
+            // stops at the task's root, not the machine's.
+            "chroot-create" => {
+                if libc::chroot(cstr(arg(&args, 1)).as_ptr()) != 0
+                    || libc::chdir(c"/".as_ptr()) != 0
+                {
+                    -1
+                } else {
+                    libc::open(
+                        cstr(arg(&args, 2)).as_ptr(),
+                        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+                        0o640,
+                    ) as i64
+                }
+            }
             "ia32-create" => ia32_open(
                 arg(&args, 1),
                 libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
