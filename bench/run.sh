@@ -277,12 +277,16 @@ summarize() {
         [$runs | group_by(.workload)[] | map(select(.value != null)) as $ok
         | ($ok | map(select(.monitor == "none") | .value) | median) as $base
         | ($ok | map(select(.monitor == "none") | .workload_cpu_s | select(. != null)) | median) as $cpu_base
+        | ($ok | map(select(.monitor == "none") | {key: (.rep | tostring), value: .value}) | from_entries) as $none_by_rep
         | $ok | group_by(.monitor)[]
         | (map(if $base == null then null elif .unit == "rps" then $base / .value else .value / $base end)) as $r
+        | (map($none_by_rep[.rep | tostring] as $n
+               | if $n == null then empty elif .unit == "rps" then $n / .value else .value / $n end)) as $paired
         | {workload: .[0].workload, monitor: .[0].monitor, unit: .[0].unit, reps: length,
            baseline_median: $base, median: (map(.value) | median),
            ratio_median: (if $base then $r | median else null end),
            ratio_min: (if $base then $r | min else null end), ratio_max: (if $base then $r | max else null end),
+           paired_ratio_median: ($paired | median),
            events_seen: total(.events_seen), events_expected: total(.events_expected),
            lost_events: total(.lost_events),
            monitor_cpu_s_median: (map(.monitor_cpu_s | select(. != null)) | median),
@@ -290,16 +294,16 @@ summarize() {
         | sort_by((.workload as $w | ["exec", "open", "connect", "http"] | index($w)), (.monitor as $m | $order | index($m))))}
   ' "$OUT/runs.tsv" >"$OUT/results.json"
   {
-    echo "| workload | monitor | ratio (median) | min-max | median value | workload CPU ratio (median) | events seen/expected | lost | monitor CPU (median) |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| workload | monitor | ratio (median) | min-max | paired ratio (median) | median value | workload CPU ratio (median) | events seen/expected | lost | monitor CPU (median) |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
     jq -r '.summary[] | def f: if . == null then "-" else (. * 100 | round) as $c
         | "\($c / 100 | floor).\($c % 100 | tostring | if length < 2 then "0" + . else . end)" end;
-      "| \(.workload) | \(.monitor) | \(.ratio_median | f) | \(.ratio_min | f)-\(.ratio_max | f) | "
+      "| \(.workload) | \(.monitor) | \(.ratio_median | f) | \(.ratio_min | f)-\(.ratio_max | f) | \(.paired_ratio_median | f) | "
       + "\(if .unit == "rps" then .median | round else .median | f end) \(.unit) | \(.workload_cpu_ratio_median | f) | \(if .events_expected then "\(.events_seen)/\(.events_expected)" else "-" end) | \(.lost_events // "-") | \(if .monitor_cpu_s_median then "\(.monitor_cpu_s_median) s" else "-" end) |"' \
       "$OUT/results.json"
   } >"$OUT/table.md"
   { echo "# Nightjar overhead benchmark $(basename "$OUT")"; echo
-    echo 'Ratio = monitored wall time / baseline (http: baseline rps / monitored rps); >1 is slower. Workload CPU ratio = the workload loop'"'"'s own CPU (user + system, where in-context hook work is charged) / baseline.'
+    echo 'Ratio = monitored wall time / baseline (http: baseline rps / monitored rps); >1 is slower. Ratio and min-max take the baseline as the median of all no-monitor reps; paired ratio divides each rep by the no-monitor run of the same rep, which cancels drift over a run. Workload CPU ratio = the workload loop'"'"'s own CPU (user + system, where in-context hook work is charged) / baseline.'
     echo; jq -r '.meta | to_entries[] | "- \(.key): \(.value)"' "$OUT/results.json"; echo
     cat "$OUT/table.md"; } >"$OUT/results.md"
 }
