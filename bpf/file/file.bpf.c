@@ -61,7 +61,9 @@ static __always_inline bool nj_topdir_may_match(struct task_struct *task, struct
 	if (!dirs)
 		return true;
 	__u64 name[2];
-	nj_dentry_name_words(top, name);
+	/* Unreadable: let the full path decide rather than drop what may be a watched file. */
+	if (!nj_dentry_name_words(top, name))
+		return true;
 	__u32 hash = nj_topdir_hash(name);
 	if (!((dirs->filter[(hash / 64) & 3] >> (hash % 64)) & 1))
 		return false;

@@ -130,15 +130,14 @@ static __always_inline struct dentry *nj_top_dentry(struct task_struct *task,
  * The first 15 bytes of @dentry's name, NUL-padded, as two little-endian words: the form of
  * nj_topdir keys. Names shorter than the kernel's inline buffer (all but the longest) live in
  * the dentry itself and are two loads; the bytes past a name's end there may be left over
- * from a longer earlier name, hence the masks.
+ * from a longer earlier name, hence the masks. Returns false when the name cannot be read.
  */
-static __always_inline void nj_dentry_name_words(struct dentry *dentry, __u64 *words)
+static __always_inline bool nj_dentry_name_words(struct dentry *dentry, __u64 *words)
 {
 	struct qstr name;
 
-	words[0] = words[1] = 0;
 	if (nj_kcopy(&name, sizeof(name), &dentry->d_name) != 0)
-		return;
+		return false;
 #if NJ_KCAST
 	if (bpf_core_field_exists(dentry->d_shortname) &&
 	    (__u64)name.name == (__u64)&dentry->d_shortname) {
@@ -146,7 +145,8 @@ static __always_inline void nj_dentry_name_words(struct dentry *dentry, __u64 *w
 		words[1] = dentry->d_shortname.words[1];
 	} else
 #endif
-		bpf_probe_read_kernel(words, 2 * sizeof(__u64), name.name);
+	if (bpf_probe_read_kernel(words, 2 * sizeof(__u64), name.name) != 0)
+		return false;
 
 	__u32 len = name.len < NJ_TOPDIR_MAX - 1 ? name.len : NJ_TOPDIR_MAX - 1;
 	if (len < 8) {
@@ -155,6 +155,7 @@ static __always_inline void nj_dentry_name_words(struct dentry *dentry, __u64 *w
 	} else {
 		words[1] &= NJ_LOW_BYTES(len - 8);
 	}
+	return true;
 }
 
 /*

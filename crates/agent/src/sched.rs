@@ -140,10 +140,19 @@ impl Controller {
     }
 }
 
+/// Sets `policy` on thread `tid` (0: the calling thread).
+fn set_policy(tid: libc::pid_t, policy: Policy) -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: plain syscall on a thread of this process, with a valid sched_param.
+    if unsafe { libc::sched_setscheduler(tid, policy.linux(), &param) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Sets `policy` on every thread of this process but `except` (the watchdog's own).
 /// Threads the agent starts later inherit the policy of the thread that starts them.
 fn apply(policy: Policy, except: libc::pid_t) -> std::io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
     for entry in std::fs::read_dir("/proc/self/task")? {
         let Some(tid) = entry?
             .file_name()
@@ -155,13 +164,10 @@ fn apply(policy: Policy, except: libc::pid_t) -> std::io::Result<()> {
         if tid == except {
             continue;
         }
-        // SAFETY: plain syscall on a thread of this process, with a valid sched_param.
-        if unsafe { libc::sched_setscheduler(tid, policy.linux(), &param) } != 0 {
-            let err = std::io::Error::last_os_error();
+        match set_policy(tid, policy) {
             // The thread may have exited since the directory was read.
-            if err.raw_os_error() != Some(libc::ESRCH) {
-                return Err(err);
-            }
+            Err(err) if err.raw_os_error() != Some(libc::ESRCH) => return Err(err),
+            _ => {}
         }
     }
     Ok(())
@@ -170,12 +176,7 @@ fn apply(policy: Policy, except: libc::pid_t) -> std::io::Result<()> {
 /// Puts the calling thread back under the normal policy: for a child process forked from an
 /// agent thread before it execs, so that a program the agent starts does not inherit idle.
 pub fn reset_current_thread() -> std::io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: plain syscall on the calling thread, with a valid sched_param.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    set_policy(0, Policy::Normal)
 }
 
 fn report(telemetry: &Telemetry, policy: Policy) {
@@ -240,13 +241,11 @@ fn watch(telemetry: &Telemetry, stop: &AtomicBool) {
     // SAFETY: gettid has no preconditions.
     let me = unsafe { libc::gettid() };
     let mut controller = Controller::new(Instant::now(), sample(telemetry));
-    if let Err(err) = apply(Policy::Idle, me) {
-        tracing::warn!(%err, "cannot lower the agent's CPU priority: staying at normal");
-        report(telemetry, Policy::Normal);
-        return;
+    let mut applied = apply(Policy::Idle, me);
+    if applied.is_ok() {
+        report(telemetry, Policy::Idle);
     }
-    report(telemetry, Policy::Idle);
-    while !stop.load(Ordering::Relaxed) {
+    while applied.is_ok() && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(CHECK_EVERY);
         let Some(policy) = controller.observe(Instant::now(), sample(telemetry)) else {
             continue;
@@ -255,13 +254,16 @@ fn watch(telemetry: &Telemetry, stop: &AtomicBool) {
             telemetry.cpu_policy_promotions.inc();
         }
         tracing::debug!(policy = policy.name(), "agent CPU policy");
-        if let Err(err) = apply(policy, me) {
-            tracing::warn!(%err, "cannot change the agent's CPU priority: staying at normal");
-            break;
+        applied = apply(policy, me);
+        if applied.is_ok() {
+            report(telemetry, policy);
         }
-        report(telemetry, policy);
     }
-    // Shutdown drains what is left: at full speed.
+    if let Err(err) = applied {
+        tracing::warn!(%err, "cannot change the agent's CPU priority: staying at normal");
+    }
+    // On shutdown (what is left drains at full speed) and after a failure part-way through
+    // the threads: every thread back to normal.
     let _ = apply(Policy::Normal, me);
     report(telemetry, Policy::Normal);
 }

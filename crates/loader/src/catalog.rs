@@ -436,6 +436,30 @@ mod tests {
         }
     }
 
+    /// nj_ia32_uid16_args (bpf/lib/syscall.bpf.h) lists, by number, the ia32 calls that take
+    /// 16-bit ids: exactly those the catalog gives a `...32` successor for.
+    #[test]
+    fn the_programs_widen_the_ids_of_exactly_the_16_bit_calls() {
+        let source = include_str!("../../../bpf/lib/syscall.bpf.h");
+        let body = source
+            .split("nj_ia32_uid16_args(__u64 nr)")
+            .nth(1)
+            .and_then(|rest| rest.split("default:").next())
+            .expect("nj_ia32_uid16_args in syscall.bpf.h");
+        let widened: std::collections::BTreeSet<u32> = body
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("case "))
+            .filter_map(|l| l.split(':').next()?.trim().parse().ok())
+            .collect();
+        let sixteen_bit: std::collections::BTreeSet<u32> = SYSCALLS
+            .iter()
+            .filter(|s| s.ia32.iter().any(|(name, _)| name.ends_with("32")))
+            .flat_map(|s| s.ia32.iter().filter(|(name, _)| !name.ends_with("32")))
+            .map(|&(_, nr)| nr)
+            .collect();
+        assert_eq!(widened, sixteen_bit);
+    }
+
     #[test]
     fn groups_round_trip() {
         for g in Group::ALL {

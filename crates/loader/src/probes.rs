@@ -178,13 +178,29 @@ pub struct KernelProbes {
     failures: Vec<AttachFailure>,
 }
 
-/// The dispatch-table slots (table name, index) a syscall program fills.
-fn syscall_slots(hook: &Hook) -> Vec<(&'static str, u32)> {
+/// The two syscall-exit dispatch tables, by the ABI the syscall came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SyscallTable {
+    X86_64,
+    Ia32,
+}
+
+impl SyscallTable {
+    fn map_name(self) -> &'static str {
+        match self {
+            SyscallTable::X86_64 => "nj_sys_exit_progs",
+            SyscallTable::Ia32 => "nj_sys_exit_ia32_progs",
+        }
+    }
+}
+
+/// The dispatch-table slots (table, index) a syscall program fills.
+fn syscall_slots(hook: &Hook) -> Vec<(SyscallTable, u32)> {
     match hook {
         Hook::SyscallExit { nr, ia32, .. } => nr
             .iter()
-            .map(|&n| ("nj_sys_exit_progs", n))
-            .chain(ia32.iter().map(|&n| ("nj_sys_exit_ia32_progs", n)))
+            .map(|&n| (SyscallTable::X86_64, n))
+            .chain(ia32.iter().map(|&n| (SyscallTable::Ia32, n)))
             .collect(),
         _ => Vec::new(),
     }
@@ -203,10 +219,9 @@ fn traced_syscalls(groups: &BTreeSet<Group>) -> (SyscallBits, SyscallBits) {
         .filter(|spec| groups.contains(&spec.group))
     {
         for (table, nr) in syscall_slots(&spec.hook) {
-            let bits = if table == "nj_sys_exit_progs" {
-                &mut x86
-            } else {
-                &mut ia32
+            let bits = match table {
+                SyscallTable::X86_64 => &mut x86,
+                SyscallTable::Ia32 => &mut ia32,
             };
             // Numbers past the table are refused when the table is filled (catalog tests).
             if let Some(word) = bits.get_mut(nr as usize / 64) {
@@ -227,10 +242,10 @@ impl Drop for KernelProbes {
             .iter()
             .flat_map(|spec| syscall_slots(&spec.hook))
             .collect();
-        for (name, slot) in slots {
+        for (table, slot) in slots {
             if let Some(Ok(mut table)) = self
                 .ebpf
-                .map_mut(name)
+                .map_mut(table.map_name())
                 .map(ProgramArray::<&mut MapData>::try_from)
             {
                 let _ = table.clear_index(&slot);
@@ -357,7 +372,8 @@ impl KernelProbes {
                     .fd()
                     .and_then(|fd| fd.try_clone().map_err(Into::into))
                     .map_err(program_error)?;
-                for (table_name, slot) in syscall_slots(&spec.hook) {
+                for (table, slot) in syscall_slots(&spec.hook) {
+                    let table_name = table.map_name();
                     let map = self
                         .ebpf
                         .map_mut(table_name)
