@@ -6,13 +6,16 @@ set -euo pipefail
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH")
 NIGHTJAR_BIN=${NIGHTJAR_BIN:-$REPO/target/release/nightjar}
+HOOK_FLOOR_BIN=${HOOK_FLOOR_BIN:-$(dirname "$NIGHTJAR_BIN")/nj-hook-floor}
 REPS=${REPS:-5}
 EXEC_N=${EXEC_N:-1500}          # fork+exec of /bin/true   (~1.3 s baseline here)
 OPEN_N=${OPEN_N:-400000}        # open+close of one file   (~1 s)
 CONNECT_N=${CONNECT_N:-15000}   # TCP connect/accept/close (~1.5 s)
 HTTP_SECS=${HTTP_SECS:-5} HTTP_THREADS=${HTTP_THREADS:-2} HTTP_CONNS=${HTTP_CONNS:-32}
 WORKLOADS=exec,open,connect,http
-MONITORS=none,nightjar,nightjar-all-opens,auditd,bpftrace-noop,bpftrace-count,bpftrace-print
+MONITORS=none,nightjar,nightjar-all-opens,hook-floor,auditd,bpftrace-noop,bpftrace-count,bpftrace-print
+# hook-floor: an empty program on the agent's syscall hook (nj-hook-floor, built beside
+# nightjar): what that hook costs before any monitor work.
 # nightjar-base: the same default configuration from $NIGHTJAR_BASE_BIN (another commit's
 # build), for before/after in one run; not in the default set.
 # nightjar-probe-read: the default configuration with the probe-read build (kernels < 6.2).
@@ -24,7 +27,7 @@ usage() {
 usage: bash bench/run.sh [--only exec,open,connect,http] [--monitors m1,m2] [--reps R] [--quick]
        [--exec-n N] [--open-n N] [--connect-n N] [--http-secs S]
 monitors: $ALL_MONITORS ('none' is always added: it is the baseline)
-env: NIGHTJAR_BIN NIGHTJAR_BASE_BIN REPS EXEC_N OPEN_N CONNECT_N HTTP_SECS HTTP_THREADS HTTP_CONNS
+env: NIGHTJAR_BIN NIGHTJAR_BASE_BIN HOOK_FLOOR_BIN REPS EXEC_N OPEN_N CONNECT_N HTTP_SECS HTTP_THREADS HTTP_CONNS
 EOF
 }
 while (($#)); do
@@ -118,6 +121,7 @@ metrics_up() { alive && curl -sf -m 1 -o /dev/null "http://127.0.0.1:$METRICS_PO
 bt_ready() { alive && (($(ls -l "/proc/$MON_PID/fd" 2>/dev/null | grep -c perf_event) >= BT_PROBES)); }
 audit_drained() { auditctl -s | grep -qx "backlog 0"; }
 auditd_ready() { alive && auditctl -s | grep -qx "pid $MON_PID"; }
+floor_ready() { alive && grep -qx attached "$RUN/monitor.log"; }
 
 mon_start() {
   local extra=()
@@ -138,6 +142,9 @@ mon_start() {
       show bpftrace -o "$RUN/bt.out" "$BENCH/monitors/$1.bt"
       bpftrace -o "$RUN/bt.out" "$BENCH/monitors/$1.bt" >"$RUN/monitor.log" 2>&1 & MON_PID=$!
       wait_until 60 bt_ready ;;
+    hook-floor)
+      show "$HOOK_FLOOR_BIN"; "$HOOK_FLOOR_COPY" >"$RUN/monitor.log" 2>&1 & MON_PID=$!
+      wait_until 30 floor_ready ;;
     auditd)
       # Own subdir: auditd makes its log dir 0700, which would lock nginx (nobody) out of $RUN.
       mkdir -p "$RUN/audit/plugins"; sed "s|@DIR@|$RUN/audit|g" "$BENCH/monitors/auditd.conf.in" >"$RUN/audit/auditd.conf"
@@ -331,6 +338,11 @@ fi
 # Run a private copy: a cargo build replacing the binary mid-benchmark must not mix versions.
 NIGHTJAR_COPY="$TMP/nightjar"; [[ ,$MONITORS, == *,nightjar* ]] && cp "$NIGHTJAR_BIN" "$NIGHTJAR_COPY"
 NIGHTJAR_BASE_COPY="$TMP/nightjar-base"
+HOOK_FLOOR_COPY="$TMP/nj-hook-floor"
+if [[ ,$MONITORS, == *,hook-floor,* ]]; then
+  if [[ -x $HOOK_FLOOR_BIN ]]; then cp "$HOOK_FLOOR_BIN" "$HOOK_FLOOR_COPY"
+  else drop_monitor hook-floor "$HOOK_FLOOR_BIN not found (cargo build --release)"; fi
+fi
 if [[ ,$MONITORS, == *,nightjar-base,* ]]; then
   if [[ -x ${NIGHTJAR_BASE_BIN:-} ]]; then cp "$NIGHTJAR_BASE_BIN" "$NIGHTJAR_BASE_COPY"
   else drop_monitor nightjar-base "set NIGHTJAR_BASE_BIN to another build to compare with"; fi

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
+ * Benchmark-only programs, never loaded by the agent.
+ *
  * Drain benchmark generator: each getppid() from the benchmark's own process emits a burst of
  * fork records through the same ring-buffer path as real events (nj_submit), so the consumer
- * can be measured at rates no real workload on two cores reaches. Never loaded by the agent.
+ * can be measured at rates no real workload on two cores reaches.
  */
 #include "nj.bpf.h"
 
@@ -29,6 +31,17 @@ int nj_bench_burst(void *ctx)
 		ev->child_tgid = i;
 		nj_submit(ev, sizeof(*ev), NJ_KIND_PROCESS_FORK);
 	}
+	return 0;
+}
+
+/*
+ * The hook floor: an empty program on the raw tracepoint the agent's syscall dispatcher uses.
+ * Attached alone (nj-hook-floor), it measures what the hook costs every syscall before a
+ * monitor does any work: the syscall slow path, the tracepoint and the program call.
+ */
+SEC("raw_tp/sys_exit")
+int nj_bench_hook_floor(void *ctx)
+{
 	return 0;
 }
 

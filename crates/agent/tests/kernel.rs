@@ -762,3 +762,52 @@ fn agent_yields_the_cpu_and_claims_it_back_when_starved() {
     assert!(!threads.iter().any(|(name, _)| name == "nj-cpu-watchdog"));
     agent.stop();
 }
+
+/// The benchmark's hook floor (nj-hook-floor) attaches exactly one empty program to the
+/// sys_exit raw tracepoint, the agent's syscall hook, and takes it away on SIGINT.
+#[test]
+fn hook_floor_attaches_one_program_to_sys_exit_and_detaches() {
+    use std::io::BufRead;
+
+    let _serial = serial();
+    let mut floor = Command::new(env!("CARGO_BIN_EXE_nj-hook-floor"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(floor.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "attached");
+    let programs = held_ids(floor.id(), "prog_id:");
+    assert_eq!(programs.len(), 1, "nj-hook-floor holds {programs:?}");
+    let id = *programs.iter().next().unwrap();
+    let name = loaded_programs()
+        .into_iter()
+        .find(|(p, _, _)| *p == id)
+        .map(|(_, name, _)| name);
+    assert_eq!(name.as_deref(), Some("nj_bench_hook_floor"));
+    let out = Command::new("bpftool")
+        .args(["-j", "link", "list"])
+        .output()
+        .unwrap();
+    let links: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let link = links
+        .iter()
+        .find(|l| l["prog_id"].as_u64() == Some(u64::from(id)))
+        .unwrap_or_else(|| panic!("no link for program {id} in {links:?}"));
+    assert_eq!(link["type"], "raw_tracepoint");
+    assert_eq!(link["tp_name"], "sys_exit");
+
+    // SAFETY: kill sends a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(floor.id() as i32, libc::SIGINT) }, 0);
+    assert!(floor.wait().unwrap().success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while loaded_programs().iter().any(|(p, _, _)| *p == id) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "program {id} left behind"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

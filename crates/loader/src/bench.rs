@@ -1,8 +1,9 @@
-//! The drain benchmark's kernel side: a generator that emits bursts of records through the
-//! real ring-buffer path when the benchmark process calls getppid().
+//! Benchmarks' kernel side: the drain benchmark's generator, which emits bursts of records
+//! through the real ring-buffer path when the benchmark process calls getppid(), and the hook
+//! floor, an empty program on the agent's syscall hook.
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::TracePoint;
+use aya::programs::{RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::counters::KernelCounters;
@@ -71,4 +72,39 @@ pub fn load_drain_generator(
         ring,
         KernelCounters::new(errors, by_kind),
     ))
+}
+
+/// The empty program on the agent's syscall hook, attached; dropping it detaches.
+#[derive(Debug)]
+pub struct HookFloor {
+    _ebpf: Ebpf,
+}
+
+/// Attaches an empty program to the sys_exit raw tracepoint (the agent's syscall dispatcher
+/// hook), so a benchmark can measure what the hook alone costs every syscall.
+pub fn attach_hook_floor() -> Result<HookFloor, LoadError> {
+    check_privileges()?;
+    crate::features::ensure_kernel_filesystems().map_err(LoadError::Filesystem)?;
+    let btf = Btf::from_sys_fs().map_err(|e| LoadError::NoBtf(e.to_string()))?;
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
+        // The object's ring buffer is never written here: keep it at one page.
+        .map_max_entries("nj_events", 4096)
+        .load(objects::DRAIN_BENCH)
+        .map_err(LoadError::Object)?;
+    let program_error = |source| LoadError::Program {
+        name: "nj_bench_hook_floor".into(),
+        source,
+    };
+    let prog: &mut RawTracePoint = ebpf
+        .program_mut("nj_bench_hook_floor")
+        .ok_or_else(|| LoadError::Map {
+            name: "programs",
+            detail: "nj_bench_hook_floor missing from drain.bpf.o".into(),
+        })?
+        .try_into()
+        .map_err(program_error)?;
+    prog.load().map_err(program_error)?;
+    prog.attach("sys_exit").map_err(program_error)?;
+    Ok(HookFloor { _ebpf: ebpf })
 }
