@@ -102,6 +102,24 @@ static __always_inline struct dentry *nj_top_dentry(struct task_struct *task,
 
 	if (nj_kcopy(&p, sizeof(p), path) != 0 || !p.dentry)
 		return NULL;
+	/*
+	 * The common case: the file is on the mount of the task's root, and that root is the
+	 * mount's own root (no chroot into a subdirectory of it). Then no mount is crossed and
+	 * the top directory is the last dentry below the root: d_parent loads and nothing else.
+	 */
+	if (p.mnt == root_mnt && NJ_KREAD(root_mnt, mnt_root) == root_dentry) {
+		struct dentry *dentry = p.dentry;
+		for (int i = 0; i < NJ_PATH_DEPTH; i++) {
+			if (dentry == root_dentry)
+				return top;
+			struct dentry *parent = NJ_KREAD(dentry, d_parent);
+			if (!parent || parent == dentry)
+				return NULL;
+			top = dentry;
+			dentry = parent;
+		}
+		return NULL;
+	}
 	struct nj_walk w;
 
 	nj_walk_start(&w, p.dentry, p.mnt);

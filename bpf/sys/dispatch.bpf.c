@@ -3,10 +3,12 @@
  * The one program on syscall exit: looks up the program of the syscall that is returning
  * (by its number, in the table of the ABI it came through; the loader fills both with the
  * enabled groups' programs) and tail-calls it. Syscalls nobody traces cost a bitmap test and
- * nothing else. See syscall.bpf.h for why this beats a tracepoint per syscall.
+ * nothing else; an openat of a file outside the open filter's prefixes is dropped here too
+ * (open_filter.bpf.h). See syscall.bpf.h for why this beats a tracepoint per syscall.
  */
 #include "nj.bpf.h"
 #include "syscall.bpf.h"
+#include "open_filter.bpf.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
@@ -30,7 +32,8 @@ struct {
 SEC("raw_tp/sys_exit")
 int nj_sys_exit(nj_sys_exit_ctx *ctx)
 {
-	__u64 nr = nj_syscall_regs(ctx)->orig_ax;
+	struct pt_regs *regs = nj_syscall_regs(ctx);
+	__u64 nr = regs->orig_ax;
 
 	if (nr >= NJ_SYS_EXIT_SLOTS)
 		return 0;
@@ -45,6 +48,9 @@ int nj_sys_exit(nj_sys_exit_ctx *ctx)
 	}
 	/* Possibly a 32-bit syscall: the program turns it away (nj_ia32_misrouted). */
 	if (nr == NJ_X86_NR_OPENAT) {
+		/* An open no prefix can select ends here, without a tail call. */
+		if (nj_openat_outside_prefixes(ctx, regs))
+			return 0;
 		bpf_tail_call(ctx, &nj_sys_exit_progs, NJ_X86_NR_OPENAT);
 		/* Keeps clang from merging the two calls into one with a variable key. */
 		asm volatile("" ::: "memory");

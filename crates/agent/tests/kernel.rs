@@ -187,9 +187,22 @@ fn check_file_events(reads: KernelReads) {
     }
     std::fs::create_dir_all(chroot.join("other")).unwrap();
     let top_prefixes: Vec<String> = top_names.iter().map(|n| format!("/{n}/")).collect();
+    // On other mounts than the root's: /dev/shm is a tmpfs on /dev, a devtmpfs, so the walk to
+    // the top directory crosses two mount points; its sibling directory stays unwatched.
+    let shm = tempfile::Builder::new()
+        .prefix("nj-kernel-test")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    let shm_watched = shm.path().join("watched");
+    let shm_other = shm.path().join("other");
+    std::fs::create_dir(&shm_watched).unwrap();
+    std::fs::create_dir(&shm_other).unwrap();
+    let shm_prefix = format!("{}/", shm_watched.display());
     let mut flags = vec![
         "--file-prefix",
         "/etc/",
+        "--file-prefix",
+        &shm_prefix,
         "--file-prefix",
         &inside_prefix,
         "--file-write-prefix",
@@ -239,8 +252,28 @@ fn check_file_events(reads: KernelReads) {
         .collect();
     let (other_pid, fd) = cg.trigger(&["chroot-create", chroot_root, "/other/f"]);
     assert!(fd >= 0);
+    let shm_file = shm_watched.join("f");
+    let (shm_pid, fd) = cg.trigger(&["create", shm_file.to_str().unwrap()]);
+    assert!(fd >= 0);
+    let shm_other_file = shm_other.join("f");
+    let (shm_other_pid, fd) = cg.trigger(&["create", shm_other_file.to_str().unwrap()]);
+    assert!(fd >= 0);
     std::thread::sleep(Duration::from_millis(300));
     let events = agent.stop();
+
+    let shm_opens = of(&events, "file_open", shm_pid);
+    assert!(
+        shm_opens
+            .iter()
+            .any(|e| e["path"] == shm_file.to_str().unwrap()),
+        "{shm_file:?} (across two mounts): {shm_opens:#?}"
+    );
+    assert!(
+        of(&events, "file_open", shm_other_pid)
+            .iter()
+            .all(|e| e["path"] != shm_other_file.to_str().unwrap()),
+        "{shm_other_file:?}, under no prefix, was reported"
+    );
 
     // Paths are as the process sees them, from its root; each name length matched.
     for (path, pid) in &chroot_pids {
