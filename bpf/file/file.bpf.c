@@ -69,7 +69,12 @@ static __always_inline int nj_open_exit(nj_sys_exit_ctx *ctx, __u32 syscall,
 		flags = NJ_FLAG_PATH_AS_PASSED |
 			nj_read_user_str(ev->str0, args[path_arg & 7], NJ_FLAG_PATH_TRUNCATED);
 	}
-	if (!nj_path_selected(ev->str0, writes))
+	/*
+	 * A resolved path cut at the top (deeper than the walk goes) has lost the part the
+	 * prefixes name: reported, flagged, rather than dropped, so depth cannot hide an open.
+	 */
+	bool top_cut = file && (flags & NJ_FLAG_PATH_TRUNCATED);
+	if (!top_cut && !nj_path_selected(ev->str0, writes))
 		return 0;
 	ev->hdr.flags |= flags;
 	nj_submit(ev, sizeof(*ev), NJ_KIND_FILE_OPEN);

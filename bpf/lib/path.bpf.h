@@ -90,7 +90,8 @@ static __always_inline int nj_walk_cross_mount(struct nj_walk *w)
 /*
  * Finds the top-level directory of @path as seen from @task's root (the current task's): the
  * dentry of "etc" for /etc/passwd, without building the path, one read per level and no name
- * copies. Returns NULL when the path is the root itself or cannot be walked.
+ * copies. Returns NULL when the path is the root itself, cannot be walked or is deeper than
+ * NJ_PATH_DEPTH.
  */
 static __always_inline struct dentry *nj_top_dentry(struct task_struct *task,
 						    const struct path *path)
@@ -125,20 +126,21 @@ static __always_inline struct dentry *nj_top_dentry(struct task_struct *task,
 	nj_walk_start(&w, p.dentry, p.mnt);
 	for (int i = 0; i < NJ_PATH_DEPTH; i++) {
 		if (w.dentry == root_dentry && w.vfsmnt == root_mnt)
-			break;
+			return top;
 		int crossed = nj_walk_cross_mount(&w);
 		if (crossed < 0)
-			break;
+			return top;
 		if (crossed > 0)
 			continue;
 		struct dentry *dentry = w.dentry;
 		struct dentry *parent = NJ_KREAD(dentry, d_parent);
 		if (!parent || parent == dentry)
-			break;
+			return top;
 		top = dentry;
 		w.dentry = parent;
 	}
-	return top;
+	/* Deeper than the walk goes: no top directory to judge by. */
+	return NULL;
 }
 
 /* Mask of the low @n bytes of a little-endian word (n < 8). */

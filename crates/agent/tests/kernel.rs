@@ -252,6 +252,13 @@ fn check_file_events(reads: KernelReads) {
         .collect();
     let (other_pid, fd) = cg.trigger(&["chroot-create", chroot_root, "/other/f"]);
     assert!(fd >= 0);
+    // Deeper than the kernel walks (NJ_PATH_DEPTH, 48 components): the path comes back cut at
+    // the top, where the prefix was, and must be reported (flagged), not dropped.
+    let deep_dir = (0..50).fold(inside.clone(), |dir, _| dir.join("d"));
+    std::fs::create_dir_all(&deep_dir).unwrap();
+    let deep_file = deep_dir.join("f");
+    let (deep_pid, fd) = cg.trigger(&["create", deep_file.to_str().unwrap()]);
+    assert!(fd >= 0);
     let shm_file = shm_watched.join("f");
     let (shm_pid, fd) = cg.trigger(&["create", shm_file.to_str().unwrap()]);
     assert!(fd >= 0);
@@ -261,6 +268,16 @@ fn check_file_events(reads: KernelReads) {
     std::thread::sleep(Duration::from_millis(300));
     let events = agent.stop();
 
+    let deep_opens = of(&events, "file_open", deep_pid);
+    assert!(
+        deep_opens.iter().any(
+            |e| e["path"].as_str().is_some_and(|p| p.ends_with("/d/d/f"))
+                && e["event_flags"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|f| f == "path_truncated"))
+        ),
+        "{deep_file:?}: {deep_opens:#?}"
+    );
     let shm_opens = of(&events, "file_open", shm_pid);
     assert!(
         shm_opens
