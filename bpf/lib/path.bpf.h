@@ -119,7 +119,7 @@ static __always_inline struct dentry *nj_top_dentry(struct task_struct *task,
 			top = dentry;
 			dentry = parent;
 		}
-		return NULL;
+		return dentry == root_dentry ? top : NULL;
 	}
 	struct nj_walk w;
 
@@ -139,6 +139,8 @@ static __always_inline struct dentry *nj_top_dentry(struct task_struct *task,
 		top = dentry;
 		w.dentry = parent;
 	}
+	if (w.dentry == root_dentry && w.vfsmnt == root_mnt)
+		return top;
 	/* Deeper than the walk goes: no top directory to judge by. */
 	return NULL;
 }
@@ -206,14 +208,20 @@ static __always_inline __u32 nj_resolve_path(const struct path *path, char *out)
 		return NJ_FLAG_READ_FAILED;
 	nj_walk_start(&w, p.dentry, p.mnt);
 	scratch->buf[pos] = 0;
+	/* Set once the walk reaches the root; a walk that runs out of steps cut the path. */
+	bool complete = false;
 
 	for (int i = 0; i < NJ_PATH_DEPTH; i++) {
-		if (w.dentry == root_dentry && w.vfsmnt == root_mnt)
+		if (w.dentry == root_dentry && w.vfsmnt == root_mnt) {
+			complete = true;
 			break;
+		}
 		/* At the root of a mount: continue from where it is mounted. */
 		int crossed = nj_walk_cross_mount(&w);
-		if (crossed < 0)
+		if (crossed < 0) {
+			complete = true;
 			break;
+		}
 		if (crossed > 0)
 			continue;
 
@@ -221,23 +229,24 @@ static __always_inline __u32 nj_resolve_path(const struct path *path, char *out)
 		if (nj_read_dentry_link(w.dentry, &link) != 0)
 			return flags | NJ_FLAG_READ_FAILED;
 		struct dentry *parent = link.parent;
-		if (parent == w.dentry)
-			break;
-		struct qstr name = link.name;
-		__u32 len = name.len;
-		if (len + 1 > pos) {
-			flags |= NJ_FLAG_PATH_TRUNCATED;
+		if (parent == w.dentry) {
+			complete = true;
 			break;
 		}
+		struct qstr name = link.name;
+		__u32 len = name.len;
+		if (len + 1 > pos)
+			break;
 		pos -= len;
 		bpf_probe_read_kernel(&scratch->buf[pos & (NJ_PATH_MAX - 1)], len & (NJ_PATH_MAX - 1),
 				      name.name);
 		pos -= 1;
 		scratch->buf[pos & (NJ_PATH_MAX - 1)] = '/';
 		w.dentry = parent;
-		if (i == NJ_PATH_DEPTH - 1)
-			flags |= NJ_FLAG_PATH_TRUNCATED;
 	}
+	/* The last step may have landed on the root itself: then nothing was cut. */
+	if (!complete && !(w.dentry == root_dentry && w.vfsmnt == root_mnt))
+		flags |= NJ_FLAG_PATH_TRUNCATED;
 
 	if (pos == NJ_PATH_MAX - 1) {
 		/* Nothing above the root: the path is "/". */

@@ -259,6 +259,14 @@ fn check_file_events(reads: KernelReads) {
     let deep_file = deep_dir.join("f");
     let (deep_pid, fd) = cg.trigger(&["create", deep_file.to_str().unwrap()]);
     assert!(fd >= 0);
+    // Exactly as deep as the walk goes: whole, and not flagged.
+    let below_inside = 48 - (inside.components().count() - 1) - 1;
+    let full_dir = (0..below_inside).fold(inside.clone(), |dir, _| dir.join("e"));
+    std::fs::create_dir_all(&full_dir).unwrap();
+    let full_file = full_dir.join("f");
+    assert_eq!(full_file.components().count() - 1, 48);
+    let (full_pid, fd) = cg.trigger(&["create", full_file.to_str().unwrap()]);
+    assert!(fd >= 0);
     let shm_file = shm_watched.join("f");
     let (shm_pid, fd) = cg.trigger(&["create", shm_file.to_str().unwrap()]);
     assert!(fd >= 0);
@@ -277,6 +285,13 @@ fn check_file_events(reads: KernelReads) {
                     .is_some_and(|f| f.iter().any(|f| f == "path_truncated"))
         ),
         "{deep_file:?}: {deep_opens:#?}"
+    );
+    let full_opens = of(&events, "file_open", full_pid);
+    assert!(
+        full_opens
+            .iter()
+            .any(|e| e["path"] == full_file.to_str().unwrap() && e.get("event_flags").is_none()),
+        "{full_file:?}: {full_opens:#?}"
     );
     let shm_opens = of(&events, "file_open", shm_pid);
     assert!(
