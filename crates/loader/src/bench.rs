@@ -3,7 +3,7 @@
 //! floor, an empty program on the agent's syscall hook.
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::{RawTracePoint, TracePoint};
+use aya::programs::{Program, ProgramError, RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::counters::KernelCounters;
@@ -25,30 +25,15 @@ pub fn load_drain_generator(
     tgid: u32,
     ringbuf_bytes: u32,
 ) -> Result<(DrainGenerator, RingBuf<MapData>, KernelCounters), LoadError> {
-    check_privileges()?;
-    crate::features::ensure_kernel_filesystems().map_err(LoadError::Filesystem)?;
-    let btf = Btf::from_sys_fs().map_err(|e| LoadError::NoBtf(e.to_string()))?;
-    let mut ebpf = EbpfLoader::new()
-        .btf(Some(&btf))
-        .override_global("nj_bench_tgid", &tgid, true)
-        .map_max_entries("nj_events", ringbuf_bytes)
-        .load(objects::DRAIN_BENCH)
-        .map_err(LoadError::Object)?;
-    let program_error = |source| LoadError::Program {
-        name: "nj_bench_burst".into(),
-        source,
-    };
-    let prog: &mut TracePoint = ebpf
-        .program_mut("nj_bench_burst")
-        .ok_or_else(|| LoadError::Map {
-            name: "programs",
-            detail: "nj_bench_burst missing from drain.bpf.o".into(),
-        })?
-        .try_into()
-        .map_err(program_error)?;
-    prog.load().map_err(program_error)?;
-    prog.attach("syscalls", "sys_enter_getppid")
-        .map_err(program_error)?;
+    let mut ebpf = load_and_attach(
+        tgid,
+        ringbuf_bytes,
+        "nj_bench_burst",
+        |prog: &mut TracePoint| {
+            prog.load()?;
+            prog.attach("syscalls", "sys_enter_getppid").map(drop)
+        },
+    )?;
     let take = |ebpf: &mut Ebpf, name: &'static str| {
         ebpf.take_map(name).ok_or(LoadError::Map {
             name,
@@ -83,28 +68,48 @@ pub struct HookFloor {
 /// Attaches an empty program to the sys_exit raw tracepoint (the agent's syscall dispatcher
 /// hook), so a benchmark can measure what the hook alone costs every syscall.
 pub fn attach_hook_floor() -> Result<HookFloor, LoadError> {
+    // The object's ring buffer is never written here: one page.
+    let ebpf = load_and_attach(
+        0,
+        4096,
+        "nj_bench_hook_floor",
+        |prog: &mut RawTracePoint| {
+            prog.load()?;
+            prog.attach("sys_exit").map(drop)
+        },
+    )?;
+    Ok(HookFloor { _ebpf: ebpf })
+}
+
+/// Loads drain.bpf.o, the benchmarks' object (`nj_bench_tgid` = `tgid`, a ring buffer of
+/// `ringbuf_bytes`), and loads and attaches its program `name` with `attach`; the other
+/// program stays unloaded.
+fn load_and_attach<P>(
+    tgid: u32,
+    ringbuf_bytes: u32,
+    name: &'static str,
+    attach: impl FnOnce(&mut P) -> Result<(), ProgramError>,
+) -> Result<Ebpf, LoadError>
+where
+    for<'a> &'a mut Program: TryInto<&'a mut P, Error = ProgramError>,
+{
     check_privileges()?;
     crate::features::ensure_kernel_filesystems().map_err(LoadError::Filesystem)?;
     let btf = Btf::from_sys_fs().map_err(|e| LoadError::NoBtf(e.to_string()))?;
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
-        // The object's ring buffer is never written here: keep it at one page.
-        .map_max_entries("nj_events", 4096)
+        .override_global("nj_bench_tgid", &tgid, true)
+        .map_max_entries("nj_events", ringbuf_bytes)
         .load(objects::DRAIN_BENCH)
         .map_err(LoadError::Object)?;
     let program_error = |source| LoadError::Program {
-        name: "nj_bench_hook_floor".into(),
+        name: name.into(),
         source,
     };
-    let prog: &mut RawTracePoint = ebpf
-        .program_mut("nj_bench_hook_floor")
-        .ok_or_else(|| LoadError::Map {
-            name: "programs",
-            detail: "nj_bench_hook_floor missing from drain.bpf.o".into(),
-        })?
-        .try_into()
-        .map_err(program_error)?;
-    prog.load().map_err(program_error)?;
-    prog.attach("sys_exit").map_err(program_error)?;
-    Ok(HookFloor { _ebpf: ebpf })
+    let program = ebpf.program_mut(name).ok_or_else(|| LoadError::Map {
+        name: "programs",
+        detail: format!("{name} missing from drain.bpf.o"),
+    })?;
+    attach(program.try_into().map_err(program_error)?).map_err(program_error)?;
+    Ok(ebpf)
 }
