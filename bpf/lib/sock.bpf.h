@@ -89,4 +89,50 @@ static __always_inline void nj_read_sock(struct sock *sk, struct nj_sock_event *
 	}
 }
 
+/*
+ * A unix socket's bound name (family and path) into @out; false when it has none. A connected
+ * socket's peer carries the name the listener was bound to.
+ */
+static __always_inline bool nj_unix_name(struct sock *sk, struct nj_sockaddr *out)
+{
+	struct unix_sock *unix_sock = nj_kcast(sk, struct unix_sock);
+	struct unix_address *addr = NJ_KREAD(unix_sock, addr);
+	if (!addr)
+		return false;
+	/* len counts sun_family too (and a path name's NUL; an abstract name has none). */
+	__s32 len = NJ_KREAD(addr, len) - (__s32)sizeof(__u16);
+	if (len <= 0)
+		return false;
+	if (len > NJ_UNIX_PATH_MAX)
+		len = NJ_UNIX_PATH_MAX;
+	out->family = NJ_AF_UNIX;
+	/* name is a flexible array of struct sockaddr_un, whose path follows the 2-byte family. */
+	const void *path = (const void *)addr + bpf_core_field_offset(struct unix_address, name) +
+			   sizeof(__u16);
+	bpf_probe_read_kernel(out->unix_path, len & 0x7f, path);
+	return true;
+}
+
+/*
+ * The address a connect (@connect) or bind on @sk ended up with, as the kernel holds it, into
+ * @out (nj_read_sock has filled an inet socket's already); false when the socket holds none.
+ */
+static __always_inline bool nj_sock_kernel_addr(struct sock *sk, struct nj_sockaddr *out,
+						bool connect)
+{
+	if (out->family == NJ_AF_INET || out->family == NJ_AF_INET6) {
+		/* A link-local peer is scoped to the device the connect bound the socket to. */
+		if (out->family == NJ_AF_INET6 && out->addr[0] == 0xfe && (out->addr[1] & 0xc0) == 0x80)
+			out->scope_id = NJ_KREAD(sk, __sk_common.skc_bound_dev_if);
+		/* A bind always has a local port (the kernel picks one for port 0). */
+		return !connect || out->port != 0;
+	}
+	if (NJ_KREAD(sk, __sk_common.skc_family) != NJ_AF_UNIX)
+		return false;
+	if (!connect)
+		return nj_unix_name(sk, out);
+	struct sock *peer = NJ_KREAD(nj_kcast(sk, struct unix_sock), peer);
+	return peer && nj_unix_name(peer, out);
+}
+
 #endif

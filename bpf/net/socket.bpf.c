@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Socket syscalls with addresses: connect, accept/accept4, bind and listen. Addresses passed by
- * the caller are read from user memory at exit; the kernel's view (the local port a connect was
- * given, the peer of an accepted socket) is read from struct sock.
+ * Socket syscalls with addresses: connect, accept/accept4, bind and listen. Addresses come from
+ * the kernel's struct sock (the address a connect or bind took, the local port a connect was
+ * given, the peer of an accepted socket); only a failed call's address is read from the
+ * caller's memory.
  */
 #include "nj.bpf.h"
 #include "sock.bpf.h"
@@ -27,21 +28,33 @@ static __always_inline struct nj_sock_event *nj_begin_sock_event(__u16 kind, __u
 	return ev;
 }
 
-/* connect(fd, addr, addrlen) and bind(fd, addr, addrlen). */
+#define NJ_EINPROGRESS 115
+
+/*
+ * connect(fd, addr, addrlen) and bind(fd, addr, addrlen). The address reported is the one the
+ * kernel acted on whenever the socket holds it: the caller's buffer can only be read now, after
+ * the kernel copied it, and another thread of the caller may have rewritten it since (a
+ * connect to one address reported as another: the "phantom" TOCTOU attack on syscall
+ * monitors). A call that failed leaves the socket without it; that address is read as passed.
+ */
 static __always_inline int nj_addr_exit(nj_sys_exit_ctx *ctx, const __u64 *args, __u16 kind,
 					__u32 syscall)
 {
 	struct nj_sock_event *ev = nj_begin_sock_event(kind, syscall, NJ_RET(ctx), args[0]);
 	if (!ev)
 		return 0;
+	bool connect = kind == NJ_KIND_SOCK_CONNECT;
+	struct nj_sockaddr *addr = connect ? &ev->remote : &ev->local;
+	bool took_effect = NJ_RET(ctx) == 0 || (connect && NJ_RET(ctx) == -NJ_EINPROGRESS);
+	bool from_kernel = false;
 	struct sock *sk = nj_sock_from_fd(args[0]);
 	if (sk) {
 		nj_read_sock(sk, ev);
 		ev->cookie = nj_sock_cookie(sk);
+		from_kernel = took_effect && nj_sock_kernel_addr(sk, addr, connect);
 	}
-	/* The caller's address wins over the socket's: a failed connect leaves daddr unset. */
-	nj_read_user_sockaddr(kind == NJ_KIND_SOCK_CONNECT ? &ev->remote : &ev->local, args[1],
-			      args[2]);
+	if (!from_kernel)
+		nj_read_user_sockaddr(addr, args[1], args[2]);
 	nj_submit(ev, sizeof(*ev), kind);
 	return 0;
 }

@@ -545,6 +545,26 @@ fn check_network_syscalls(reads: KernelReads) {
     let _unix = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
     let (unix_pid, ret) = cg.trigger(&["connect-unix", sock_path.to_str().unwrap()]);
     assert_eq!(ret, 0);
+    // Phantom connects: another thread rewrites the address buffer to a decoy while connect
+    // blocks (full accept queue); the kernel connects where the buffer first pointed.
+    let phantom_port = free_port();
+    let (phantom_pid, ret) = cg.trigger(&[
+        "connect-rewritten",
+        &format!("127.0.0.1:{phantom_port}"),
+        &format!("127.0.0.2:{}", free_port()),
+    ]);
+    assert_eq!(ret, 0);
+    // A UDP socket bound to port 0: the kernel picks the port.
+    let (udp_pid, ret) = cg.trigger(&["udp-send", &format!("127.0.0.1:{}", free_port()), "1", "1"]);
+    assert_eq!(ret, 1);
+    let phantom_path = sock_dir.path().join("phantom.sock");
+    let decoy_path = sock_dir.path().join("decoy.sock");
+    let (phantom_unix_pid, ret) = cg.trigger(&[
+        "connect-unix-rewritten",
+        phantom_path.to_str().unwrap(),
+        decoy_path.to_str().unwrap(),
+    ]);
+    assert_eq!(ret, 0);
 
     // A server inside the cgroup: bind, listen, accept.
     let server_port = free_port();
@@ -607,6 +627,32 @@ fn check_network_syscalls(reads: KernelReads) {
     let unix = one(&events, "sock_connect", unix_pid);
     assert_eq!(unix["remote"]["family"], "unix");
     assert_eq!(unix["remote"]["path"], sock_path.to_str().unwrap());
+
+    // Both connects of each phantom trigger (the one filling the queue, the rewritten one)
+    // name the address connected to, never the decoy.
+    let phantoms = of(&events, "sock_connect", phantom_pid);
+    assert_eq!(phantoms.len(), 2, "{phantoms:#?}");
+    for phantom in phantoms {
+        assert_eq!(phantom["remote"]["addr"], "127.0.0.1", "{phantom}");
+        assert_eq!(phantom["remote"]["port"], phantom_port, "{phantom}");
+        assert_eq!(phantom["ret"], 0);
+    }
+    let phantoms = of(&events, "sock_connect", phantom_unix_pid);
+    assert_eq!(phantoms.len(), 2, "{phantoms:#?}");
+    for phantom in phantoms {
+        assert_eq!(phantom["remote"]["family"], "unix", "{phantom}");
+        assert_eq!(phantom["remote"]["path"], phantom_path.to_str().unwrap());
+        assert_eq!(phantom["ret"], 0);
+    }
+
+    // The bound port, not the 0 passed.
+    let udp_bind = one(&events, "sock_bind", udp_pid);
+    assert_eq!(udp_bind["local"]["addr"], "0.0.0.0");
+    assert!(
+        udp_bind["local"]["port"].as_u64().unwrap() > 0,
+        "{udp_bind}"
+    );
+    assert_eq!(udp_bind["protocol"], "udp");
 
     let bind = one(&events, "sock_bind", server_pid);
     assert_eq!(bind["local"]["port"], server_port);

