@@ -30,25 +30,14 @@ pub fn tcp(target: &str, decoy: &str) -> i64 {
     let listener = listening_socket(libc::AF_INET, &sockaddr_in(target));
     // Fills the accept queue: the next SYN is dropped until this one is accepted.
     let _waiting = std::net::TcpStream::connect(target).expect("first connection");
-    let fd = blocking_socket(libc::AF_INET);
-    let mut buffer = Box::new(sockaddr_in(target));
-    let rewrite = Buffer(&mut *buffer as *mut libc::sockaddr_in);
-    let rewriter = thread::spawn(move || {
-        let rewrite = rewrite;
-        thread::sleep(REWRITE_AFTER);
-        // SAFETY: see Buffer; a volatile write, as the kernel is the only other reader.
-        unsafe { std::ptr::write_volatile(rewrite.0, sockaddr_in(decoy)) };
-        thread::sleep(ACCEPT_AFTER);
-        accept_one(listener);
-    });
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: fd is our socket, and the buffer holds a sockaddr_in of len bytes.
-    let ret = unsafe { libc::connect(fd, (&*buffer as *const libc::sockaddr_in).cast(), len) };
-    let ret = result(ret);
-    rewriter.join().expect("rewriting thread");
-    close(fd);
-    close(listener);
-    ret
+    let len = std::mem::size_of::<libc::sockaddr_in>();
+    connect_rewritten(
+        libc::AF_INET,
+        listener,
+        sockaddr_in(target),
+        len,
+        sockaddr_in(decoy),
+    )
 }
 
 /// The same over a unix stream socket: connect to `path`, rewritten to `decoy` (a path no
@@ -59,28 +48,49 @@ pub fn unix(path: &str, decoy: &str) -> i64 {
         "the decoy must fit where the path is"
     );
     let listener = listening_socket(libc::AF_UNIX, &sockaddr_un(path));
+    // Fills the listener's queue: the next connect waits for a free slot.
     let _waiting = std::os::unix::net::UnixStream::connect(path).expect("first connection");
-    let fd = blocking_socket(libc::AF_UNIX);
-    let mut buffer = Box::new(sockaddr_un(path));
-    let rewrite = Buffer(&mut *buffer as *mut libc::sockaddr_un);
-    let decoy = sockaddr_un(decoy);
+    // The original length: the decoy (NUL-padded) fits in it.
+    let len = std::mem::size_of::<libc::sa_family_t>() + path.len() + 1;
+    let ret = connect_rewritten(
+        libc::AF_UNIX,
+        listener,
+        sockaddr_un(path),
+        len,
+        sockaddr_un(decoy),
+    );
+    let _ = std::fs::remove_file(path);
+    ret
+}
+
+/// Connects a new socket of `family` to `addr` (`len` bytes of it) while a second thread
+/// writes `decoy` over the buffer, then frees a slot in `listener`'s full queue so the blocked
+/// call gets in. Closes both sockets; returns connect's result.
+fn connect_rewritten<T: Send + 'static>(
+    family: libc::c_int,
+    listener: libc::c_int,
+    addr: T,
+    len: usize,
+    decoy: T,
+) -> i64 {
+    assert!(len <= std::mem::size_of::<T>(), "address length past the buffer");
+    let fd = blocking_socket(family);
+    let mut buffer = Box::new(addr);
+    let rewrite = Buffer(&mut *buffer as *mut T);
     let rewriter = thread::spawn(move || {
         let rewrite = rewrite;
         thread::sleep(REWRITE_AFTER);
-        // SAFETY: see Buffer.
+        // SAFETY: see Buffer; a volatile write, as the kernel is the only other reader.
         unsafe { std::ptr::write_volatile(rewrite.0, decoy) };
         thread::sleep(ACCEPT_AFTER);
         accept_one(listener);
     });
-    // The original length: the decoy (NUL-padded) fits in it.
-    let len = (std::mem::size_of::<libc::sa_family_t>() + path.len() + 1) as libc::socklen_t;
-    // SAFETY: fd is our socket, and the buffer holds a sockaddr_un of at least len bytes.
-    let ret = unsafe { libc::connect(fd, (&*buffer as *const libc::sockaddr_un).cast(), len) };
+    // SAFETY: fd is our socket, and the buffer holds a sockaddr of at least len bytes.
+    let ret = unsafe { libc::connect(fd, (&*buffer as *const T).cast(), len as libc::socklen_t) };
     let ret = result(ret);
     rewriter.join().expect("rewriting thread");
     close(fd);
     close(listener);
-    let _ = std::fs::remove_file(path);
     ret
 }
 
