@@ -438,6 +438,8 @@ fn privilege_and_system_events() {
     let (bpf_pid, _) = cg.trigger(&["bpf-next-id"]);
     let (memfd_pid, ret) = cg.trigger(&["memfd", "nj-fileless"]);
     assert!(ret >= 0);
+    // A phantom memfd_create: another thread flips the name buffer while the calls run.
+    let (flip_pid, kernel_names) = memfd_flipping(&cg, 300);
     let (unshare_pid, ret) = cg.trigger(&["unshare-uts"]);
     assert_eq!(ret, 0);
     // ia32's first setresuid takes 16-bit ids: 0xffff means "unchanged", as -1 does.
@@ -497,6 +499,13 @@ fn privilege_and_system_events() {
     assert!(bpf.iter().any(|e| e["command"] == "BPF_PROG_GET_NEXT_ID"));
     let memfd = one(&events, "memfd_create", memfd_pid);
     assert_eq!(memfd["name"], "nj-fileless");
+    // Each flipped call names what the kernel named the file, not what the buffer held later.
+    let flipped = of(&events, "memfd_create", flip_pid);
+    assert_eq!(flipped.len(), kernel_names.len());
+    for event in flipped {
+        let fd = event["ret"].as_i64().unwrap();
+        assert_eq!(event["name"], kernel_names[&fd], "{event}");
+    }
     let unshare = one(&events, "namespace", unshare_pid);
     assert_eq!(unshare["syscall"], "unshare");
     assert_eq!(unshare["namespaces"], serde_json::json!(["uts"]));
@@ -667,6 +676,33 @@ fn check_network_syscalls(reads: KernelReads) {
     assert_eq!(accept["remote"]["port"], client_port);
     assert_eq!(accept["local"]["port"], server_port);
     assert_eq!(accept["remote"]["addr"], "127.0.0.1");
+}
+
+/// Runs `nj-trigger memfd-flipping` (`count` calls) in `cg`; returns its pid and the name the
+/// kernel gave each descriptor.
+fn memfd_flipping(cg: &TestCgroup, count: usize) -> (u32, std::collections::HashMap<i64, String>) {
+    let child = cg
+        .command(env!("CARGO_BIN_EXE_nj-trigger"))
+        .args([
+            "memfd-flipping",
+            &count.to_string(),
+            "nj-phantom-aa",
+            "nj-phantom-bb",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = output_within(child, TRIGGER_LIMIT, "nj-trigger memfd-flipping");
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let names: std::collections::HashMap<i64, String> = stdout
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(fd, name)| (fd.parse().unwrap(), name.to_string()))
+        .collect();
+    assert_eq!(names.len(), count, "{stdout}");
+    (pid, names)
 }
 
 /// Ids of BPF objects (`prog_id` or `map_id`) a process holds, from its fdinfo: exactly what

@@ -4,7 +4,7 @@
 //!
 //! Usage: nj-trigger <action> [args...]
 
-mod rewritten_connect;
+mod phantom;
 
 use std::ffi::CString;
 use std::process::ExitCode;
@@ -245,12 +245,16 @@ fn main() -> ExitCode {
                 libc::syscall(libc::SYS_bpf, 11, attr.as_mut_ptr(), attr.len())
             }
             "memfd" => libc::memfd_create(cstr(arg(&args, 1)).as_ptr(), 0) as i64,
+            // memfd-flipping COUNT A B: prints "fd kernel-name" lines before the count.
+            "memfd-flipping" => {
+                phantom::memfd(num(&args, 1) as usize, arg(&args, 2), arg(&args, 3))
+            }
             "unshare-uts" => libc::unshare(libc::CLONE_NEWUTS) as i64,
             "connect" => connect(arg(&args, 1)),
             "ia32-socketcall-connect" => ia32_socketcall_connect(num(&args, 1) as u16),
             // connect with the address buffer rewritten while the call blocks: TARGET DECOY.
-            "connect-rewritten" => rewritten_connect::tcp(arg(&args, 1), arg(&args, 2)),
-            "connect-unix-rewritten" => rewritten_connect::unix(arg(&args, 1), arg(&args, 2)),
+            "connect-rewritten" => phantom::tcp(arg(&args, 1), arg(&args, 2)),
+            "connect-unix-rewritten" => phantom::unix(arg(&args, 1), arg(&args, 2)),
             "connect-unix" => match std::os::unix::net::UnixStream::connect(arg(&args, 1)) {
                 Ok(_) => 0,
                 Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),

@@ -1,12 +1,15 @@
-//! Connects whose address buffer another thread rewrites while the call is blocked: the
-//! "phantom" attack on syscall monitors. The kernel connects to the address it copied at entry;
-//! a monitor that reads the caller's buffer when the syscall returns reports the decoy instead.
+//! Syscalls whose argument memory another thread rewrites while the kernel works on them: the
+//! "phantom" attack on syscall monitors. The kernel acts on what it copied at entry; a monitor
+//! that reads the caller's buffer when the syscall returns reports whatever is there by then.
 //!
-//! The call is made to block by a full accept queue (the listener's backlog is 0 and one
-//! connection already waits in it). While it blocks, a second thread writes the decoy into the
-//! buffer, then accepts the waiting connection; the blocked connect then gets in and returns 0.
+//! Connects are made to block by a full accept queue (the listener's backlog is 0 and one
+//! connection already waits in it). While one blocks, a second thread writes a decoy address
+//! into its buffer, then accepts the waiting connection; the blocked connect then gets in and
+//! returns 0. memfd_create does not block, so its name is flipped continuously instead.
 
 use std::net::SocketAddrV4;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -73,7 +76,10 @@ fn connect_rewritten<T: Send + 'static>(
     len: usize,
     decoy: T,
 ) -> i64 {
-    assert!(len <= std::mem::size_of::<T>(), "address length past the buffer");
+    assert!(
+        len <= std::mem::size_of::<T>(),
+        "address length past the buffer"
+    );
     let fd = blocking_socket(family);
     let mut buffer = Box::new(addr);
     let rewrite = Buffer(&mut *buffer as *mut T);
@@ -181,4 +187,53 @@ fn result(ret: libc::c_int) -> i64 {
     } else {
         i64::from(ret)
     }
+}
+
+/// memfd_create `count` times with a name buffer that a second thread keeps flipping between
+/// `a` and `b` (as long as each other). Prints each descriptor and the name the kernel gave
+/// its file (from /proc/self/fd: the kernel's copy, a mix of both when the flip caught it
+/// half-way), one per line, so a test can hold each event to it. Returns how many were made.
+pub fn memfd(count: usize, a: &str, b: &str) -> i64 {
+    assert_eq!(a.len(), b.len(), "the names must be as long as each other");
+    let names = [a.as_bytes().to_vec(), b.as_bytes().to_vec()];
+    // The buffer both threads use: the name's bytes and a NUL.
+    let buffer: Arc<Vec<AtomicU8>> = Arc::new((0..=a.len()).map(|_| AtomicU8::new(0)).collect());
+    for (slot, &byte) in buffer.iter().zip(&names[0]) {
+        slot.store(byte, Ordering::Relaxed);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let (buffer, stop) = (buffer.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut turn = 0;
+            while !stop.load(Ordering::Relaxed) {
+                turn ^= 1;
+                for (slot, &byte) in buffer.iter().zip(&names[turn]) {
+                    slot.store(byte, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let mut made = Vec::with_capacity(count);
+    for _ in 0..count {
+        // SAFETY: the buffer is NUL-terminated (its last byte is never written) and outlives
+        // the call; AtomicU8 has the layout of u8.
+        let fd = unsafe { libc::memfd_create(buffer.as_ptr().cast(), 0) };
+        if fd >= 0 {
+            made.push(fd);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    flipper.join().expect("flipping thread");
+    for &fd in &made {
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).expect("memfd link");
+        let link = link.to_string_lossy();
+        let name = link
+            .strip_prefix("/memfd:")
+            .and_then(|rest| rest.strip_suffix(" (deleted)"))
+            .unwrap_or_else(|| panic!("not a memfd link: {link}"));
+        println!("{fd} {name}");
+        close(fd);
+    }
+    made.len() as i64
 }
