@@ -35,8 +35,10 @@ NJ_PLAIN(setresgid, NJ_KIND_CRED_CHANGE, NJ_SYS_SETRESGID, 0)
 NJ_PLAIN(ptrace, NJ_KIND_PTRACE, NJ_SYS_PTRACE, (1u << 2) | (1u << 3))
 
 /*
- * capset(hdrp, datap): report the effective and permitted sets requested (first 32-bit word
- * pair of each, in args[2..3]) instead of the pointers.
+ * capset(hdrp, datap): reports the effective, permitted and inheritable sets (in args[0..2])
+ * instead of the pointers. A capset that succeeded changed the caller's own credentials, so
+ * the sets are read from those: the caller's buffer, read now, may have been rewritten by
+ * another thread since the kernel copied it. A failed one reports the sets as passed.
  */
 NJ_SYSCALL_EXIT(capset)
 {
@@ -48,11 +50,18 @@ NJ_SYSCALL_EXIT(capset)
 		nj_begin_syscall_event(NJ_KIND_CRED_CHANGE, NJ_SYS_CAPSET, NJ_RET(ctx), args, 0x3f);
 	if (!ev)
 		return 0;
-	struct __user_cap_data_struct data[2] = {};
-	if (args[1] && bpf_probe_read_user(&data, sizeof(data), (void *)args[1]) == 0) {
-		ev->args[0] = data[0].effective | ((__u64)data[1].effective << 32);
-		ev->args[1] = data[0].permitted | ((__u64)data[1].permitted << 32);
-		ev->args[2] = data[0].inheritable | ((__u64)data[1].inheritable << 32);
+	if (NJ_RET(ctx) == 0) {
+		const struct cred *cred = bpf_get_current_task_btf()->cred;
+		ev->args[0] = BPF_CORE_READ(cred, cap_effective.val);
+		ev->args[1] = BPF_CORE_READ(cred, cap_permitted.val);
+		ev->args[2] = BPF_CORE_READ(cred, cap_inheritable.val);
+	} else {
+		struct __user_cap_data_struct data[2] = {};
+		if (args[1] && bpf_probe_read_user(&data, sizeof(data), (void *)args[1]) == 0) {
+			ev->args[0] = data[0].effective | ((__u64)data[1].effective << 32);
+			ev->args[1] = data[0].permitted | ((__u64)data[1].permitted << 32);
+			ev->args[2] = data[0].inheritable | ((__u64)data[1].inheritable << 32);
+		}
 	}
 	nj_submit(ev, sizeof(*ev), NJ_KIND_CRED_CHANGE);
 	return 0;

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
@@ -440,6 +441,8 @@ fn privilege_and_system_events() {
     assert!(ret >= 0);
     // A phantom memfd_create: another thread flips the name buffer while the calls run.
     let (flip_pid, kernel_names) = memfd_flipping(&cg, 300);
+    // And a phantom capset: the effective set in the buffer flips while the calls run.
+    let (capset_pid, capset_calls) = capset_flipping(&cg, 200);
     let (unshare_pid, ret) = cg.trigger(&["unshare-uts"]);
     assert_eq!(ret, 0);
     // ia32's first setresuid takes 16-bit ids: 0xffff means "unchanged", as -1 does.
@@ -506,6 +509,20 @@ fn privilege_and_system_events() {
         let fd = event["ret"].as_i64().unwrap();
         assert_eq!(event["name"], kernel_names[&fd], "{event}");
     }
+    // Each capset names the set the thread had after it, call for call.
+    let mut capsets = of(&events, "cred_change", capset_pid);
+    capsets.sort_by_key(|e| e["ktime_ns"].as_u64());
+    assert_eq!(capsets.len(), capset_calls.len());
+    for (event, &(ret, effective)) in capsets.iter().zip(&capset_calls) {
+        assert_eq!(event["syscall"], "capset");
+        assert_eq!(event["ret"], ret);
+        assert_eq!(caps(&event["cap_effective"]), effective, "{event}");
+        assert!(
+            caps(&event["cap_permitted"]) & effective == effective,
+            "{event}"
+        );
+    }
+    assert!(capset_calls.iter().all(|&(ret, _)| ret == 0));
     let unshare = one(&events, "namespace", unshare_pid);
     assert_eq!(unshare["syscall"], "unshare");
     assert_eq!(unshare["namespaces"], serde_json::json!(["uts"]));
@@ -678,31 +695,65 @@ fn check_network_syscalls(reads: KernelReads) {
     assert_eq!(accept["remote"]["addr"], "127.0.0.1");
 }
 
-/// Runs `nj-trigger memfd-flipping` (`count` calls) in `cg`; returns its pid and the name the
-/// kernel gave each descriptor.
-fn memfd_flipping(cg: &TestCgroup, count: usize) -> (u32, std::collections::HashMap<i64, String>) {
+/// Runs nj-trigger with `args` in `cg`; returns its pid and the lines it printed before the
+/// last (which is the result `TestCgroup::trigger` parses).
+fn trigger_lines(cg: &TestCgroup, args: &[&str]) -> (u32, Vec<String>) {
     let child = cg
         .command(env!("CARGO_BIN_EXE_nj-trigger"))
-        .args([
-            "memfd-flipping",
-            &count.to_string(),
-            "nj-phantom-aa",
-            "nj-phantom-bb",
-        ])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
-    let out = output_within(child, TRIGGER_LIMIT, "nj-trigger memfd-flipping");
+    let out = output_within(child, TRIGGER_LIMIT, &format!("nj-trigger {args:?}"));
     assert!(out.status.success(), "{out:?}");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let names: std::collections::HashMap<i64, String> = stdout
+    let mut lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
         .lines()
+        .map(str::to_string)
+        .collect();
+    lines.pop();
+    (pid, lines)
+}
+
+/// Runs `nj-trigger memfd-flipping` (`count` calls) in `cg`; returns its pid and the name the
+/// kernel gave each descriptor.
+fn memfd_flipping(cg: &TestCgroup, count: usize) -> (u32, HashMap<i64, String>) {
+    let args = [
+        "memfd-flipping",
+        &count.to_string(),
+        "nj-phantom-aa",
+        "nj-phantom-bb",
+    ];
+    let (pid, lines) = trigger_lines(cg, &args);
+    let names: HashMap<i64, String> = lines
+        .iter()
         .filter_map(|line| line.split_once(' '))
         .map(|(fd, name)| (fd.parse().unwrap(), name.to_string()))
         .collect();
-    assert_eq!(names.len(), count, "{stdout}");
+    assert_eq!(names.len(), count, "{lines:?}");
     (pid, names)
+}
+
+/// Runs `nj-trigger capset-flipping` (`count` calls) in `cg`; returns its pid and, per call
+/// in order, its result and the effective set the thread had after it.
+fn capset_flipping(cg: &TestCgroup, count: usize) -> (u32, Vec<(i64, u64)>) {
+    let (pid, lines) = trigger_lines(cg, &["capset-flipping", &count.to_string()]);
+    let calls: Vec<(i64, u64)> = lines
+        .iter()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(ret, caps)| (ret.parse().unwrap(), u64::from_str_radix(caps, 16).unwrap()))
+        .collect();
+    assert_eq!(calls.len(), count, "{lines:?}");
+    (pid, calls)
+}
+
+/// A capability set as events write it ("0x1ff...").
+fn caps(value: &Value) -> u64 {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a capability set: {value}"));
+    u64::from_str_radix(text.trim_start_matches("0x"), 16).unwrap()
 }
 
 /// Ids of BPF objects (`prog_id` or `map_id`) a process holds, from its fdinfo: exactly what

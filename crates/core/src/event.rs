@@ -315,8 +315,13 @@ pub enum EventBody {
         result: SyscallResult,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         ids: Vec<Option<u32>>,
+        /// capset's sets (hex): the caller's credentials after a successful call.
         #[serde(skip_serializing_if = "Option::is_none")]
         cap_effective: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cap_permitted: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cap_inheritable: Option<String>,
     },
     Ptrace {
         #[serde(flatten)]

@@ -331,18 +331,22 @@ fn syscall_body(ev: &nj_syscall_event) -> Result<EventBody, ConvertError> {
             }
         }
         NJ_KIND_CRED_CHANGE => {
-            let (ids, caps) = match ev.syscall {
-                NJ_SYS_SETUID | NJ_SYS_SETGID => (vec![id_arg(a[0])], None),
-                NJ_SYS_SETREUID | NJ_SYS_SETREGID => (vec![id_arg(a[0]), id_arg(a[1])], None),
+            let ids = match ev.syscall {
+                NJ_SYS_SETUID | NJ_SYS_SETGID => vec![id_arg(a[0])],
+                NJ_SYS_SETREUID | NJ_SYS_SETREGID => vec![id_arg(a[0]), id_arg(a[1])],
                 NJ_SYS_SETRESUID | NJ_SYS_SETRESGID => {
-                    (vec![id_arg(a[0]), id_arg(a[1]), id_arg(a[2])], None)
+                    vec![id_arg(a[0]), id_arg(a[1]), id_arg(a[2])]
                 }
-                _ => (Vec::new(), Some(format!("{:#x}", a[0]))),
+                _ => Vec::new(),
             };
+            // capset: effective, permitted and inheritable sets in the first three slots.
+            let cap = |set: u64| (ev.syscall == NJ_SYS_CAPSET).then(|| format!("{set:#x}"));
             EventBody::CredChange {
                 result: res,
+                cap_effective: cap(a[0]),
+                cap_permitted: cap(a[1]),
+                cap_inheritable: cap(a[2]),
                 ids,
-                cap_effective: caps,
             }
         }
         NJ_KIND_PTRACE => EventBody::Ptrace {

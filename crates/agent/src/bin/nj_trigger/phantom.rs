@@ -5,10 +5,11 @@
 //! Connects are made to block by a full accept queue (the listener's backlog is 0 and one
 //! connection already waits in it). While one blocks, a second thread writes a decoy address
 //! into its buffer, then accepts the waiting connection; the blocked connect then gets in and
-//! returns 0. memfd_create does not block, so its name is flipped continuously instead.
+//! returns 0. memfd_create and capset do not block, so their arguments are flipped continuously
+//! instead.
 
 use std::net::SocketAddrV4;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -24,6 +25,33 @@ struct Buffer<T>(*mut T);
 // SAFETY: the pointee outlives the thread (joined before it is freed), and the only other user
 // is the kernel, which copied it at syscall entry.
 unsafe impl<T> Send for Buffer<T> {}
+
+/// A thread that calls its function with 1, 0, 1, 0... (which of two values to write) until
+/// stopped, as fast as it can.
+struct Flipper {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Flipper {
+    fn start(flip: impl Fn(usize) + Send + 'static) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = thread::spawn(move || {
+            let mut turn = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                turn ^= 1;
+                flip(turn);
+            }
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("flipping thread");
+    }
+}
 
 /// connect(2) to `target` (an IPv4 `addr:port` nobody listens on yet), with the buffer
 /// rewritten to `decoy` while it blocks. Returns connect's result.
@@ -201,16 +229,11 @@ pub fn memfd(count: usize, a: &str, b: &str) -> i64 {
     for (slot, &byte) in buffer.iter().zip(&names[0]) {
         slot.store(byte, Ordering::Relaxed);
     }
-    let stop = Arc::new(AtomicBool::new(false));
     let flipper = {
-        let (buffer, stop) = (buffer.clone(), stop.clone());
-        thread::spawn(move || {
-            let mut turn = 0;
-            while !stop.load(Ordering::Relaxed) {
-                turn ^= 1;
-                for (slot, &byte) in buffer.iter().zip(&names[turn]) {
-                    slot.store(byte, Ordering::Relaxed);
-                }
+        let buffer = buffer.clone();
+        Flipper::start(move |turn| {
+            for (slot, &byte) in buffer.iter().zip(&names[turn]) {
+                slot.store(byte, Ordering::Relaxed);
             }
         })
     };
@@ -223,8 +246,7 @@ pub fn memfd(count: usize, a: &str, b: &str) -> i64 {
             made.push(fd);
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    flipper.join().expect("flipping thread");
+    flipper.stop();
     for &fd in &made {
         let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).expect("memfd link");
         let link = link.to_string_lossy();
@@ -236,4 +258,69 @@ pub fn memfd(count: usize, a: &str, b: &str) -> i64 {
         close(fd);
     }
     made.len() as i64
+}
+
+/// _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+const CAP_NET_RAW: u32 = 13;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+/// One 32-bit word of each set, as capget(2) and capset(2) take them.
+#[repr(C)]
+#[derive(Default)]
+struct CapData {
+    effective: AtomicU32,
+    permitted: AtomicU32,
+    inheritable: AtomicU32,
+}
+
+/// capset `count` times on this thread with a data buffer whose effective set a second thread
+/// keeps flipping between the permitted set and the same without CAP_NET_RAW (both valid).
+/// Prints each call's result and the effective set the thread then had (CapEff in
+/// /proc/thread-self/status, hex), one line per call, in call order. Returns how many succeeded.
+pub fn capset(count: usize) -> i64 {
+    let header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data: Arc<[CapData; 2]> = Arc::new(Default::default());
+    // SAFETY: header and data are what capget(2) takes for version 3; data is AtomicU32s,
+    // laid out as u32s.
+    let got = unsafe { libc::syscall(libc::SYS_capget, &header, data.as_ptr()) };
+    assert_eq!(got, 0, "capget: {}", std::io::Error::last_os_error());
+    let full = data[0].permitted.load(Ordering::Relaxed);
+    let variants = [full, full & !(1 << CAP_NET_RAW)];
+    let flipper = {
+        let data = data.clone();
+        Flipper::start(move |turn| data[0].effective.store(variants[turn], Ordering::Relaxed))
+    };
+    let mut succeeded = 0;
+    for _ in 0..count {
+        // SAFETY: as for capget; only this thread's credentials change.
+        let ret = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
+        let ret = if ret < 0 {
+            -i64::from(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        } else {
+            succeeded += 1;
+            ret
+        };
+        println!("{ret} {}", effective_caps());
+    }
+    flipper.stop();
+    succeeded
+}
+
+/// This thread's effective capability set, as /proc/thread-self/status shows it (hex).
+fn effective_caps() -> String {
+    let status = std::fs::read_to_string("/proc/thread-self/status").expect("status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .map(|caps| caps.trim().to_string())
+        .expect("CapEff line")
 }
