@@ -39,6 +39,7 @@ static __always_inline int nj_open_exit(nj_sys_exit_ctx *ctx, __u32 syscall,
 	if (!nj_task_syscall_args(task, ctx, args))
 		return 0;
 
+	struct file *file = NJ_RET(ctx) >= 0 ? nj_task_file(task, NJ_RET(ctx)) : NULL;
 	/* openat2 passes a struct open_how pointer: its flags and mode stand in for the args. */
 	__u64 open_flags = args[flags_arg & 7];
 	__u64 open_mode = args[(flags_arg + 1) & 7];
@@ -47,10 +48,17 @@ static __always_inline int nj_open_exit(nj_sys_exit_ctx *ctx, __u32 syscall,
 		bpf_probe_read_user(&how, sizeof(how), (void *)args[2]);
 		open_flags = how.flags;
 		open_mode = how.mode;
+		/*
+		 * how is the caller's memory, read after the kernel's copy: another thread may have
+		 * rewritten it since (a write open passed off as a read, past a write-only prefix).
+		 * The access mode the file was opened with is the kernel's to tell.
+		 */
+		if (file)
+			open_flags = (open_flags & ~NJ_O_ACCMODE) |
+				     (NJ_KREAD(file, f_flags) & NJ_O_ACCMODE);
 	}
 	bool writes = open_flags & NJ_O_WRITE_INTENT;
 
-	struct file *file = NJ_RET(ctx) >= 0 ? nj_task_file(task, NJ_RET(ctx)) : NULL;
 	/* Done once already in the dispatcher for x86-64 openat; open and openat2 start here. */
 	if (file && nj_file_filter_enabled && !nj_topdir_may_match(task, file, writes))
 		return 0;

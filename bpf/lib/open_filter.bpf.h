@@ -26,6 +26,8 @@ struct {
 	__type(value, struct nj_topdirs);
 } nj_file_topdirs SEC(".maps") __weak;
 
+/* The access mode bits of open flags (O_RDONLY 0, O_WRONLY 1, O_RDWR 2). */
+#define NJ_O_ACCMODE 03
 /* Open flags that may modify the file. */
 #define NJ_O_WRITE_INTENT (01 | 02 | 0100 | 01000) /* O_WRONLY O_RDWR O_CREAT O_TRUNC */
 

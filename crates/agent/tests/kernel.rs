@@ -233,6 +233,13 @@ fn check_file_events(reads: KernelReads) {
     assert!(rel.status.success());
     let (w_read_pid, _) = cg.trigger(&["open", kept.to_str().unwrap()]);
     let (w_write_pid, _) = cg.trigger(&["create", kept.to_str().unwrap()]);
+    // A phantom openat2: another thread flips open_how's flags between O_RDONLY and O_WRONLY
+    // while the calls run; under the write-only prefix, exactly the write opens are reported.
+    let (flip_pid, access_modes) = per_descriptor(
+        &cg,
+        &["openat2-flipping", "300", kept.to_str().unwrap()],
+        300,
+    );
     let (chmod_pid, _) = cg.trigger(&["chmod", a.to_str().unwrap(), "0o600"]);
     let (chown_pid, _) = cg.trigger(&["chown", a.to_str().unwrap(), "65534", "4294967295"]);
     let (rename_pid, _) = cg.trigger(&["rename", a.to_str().unwrap(), b.to_str().unwrap()]);
@@ -276,6 +283,36 @@ fn check_file_events(reads: KernelReads) {
     assert!(fd >= 0);
     std::thread::sleep(Duration::from_millis(300));
     let events = agent.stop();
+
+    // The flipped openat2 calls: reported exactly when the kernel opened for writing.
+    // (The loader's own opens under /etc come from the same process.)
+    let flipped: Vec<_> = of(&events, "file_open", flip_pid)
+        .into_iter()
+        .filter(|e| e["path"] == kept.to_str().unwrap())
+        .collect();
+    let writes: Vec<i64> = access_modes
+        .iter()
+        .filter(|(_, mode)| *mode == "1")
+        .map(|(&fd, _)| fd)
+        .collect();
+    assert!(
+        !writes.is_empty() && writes.len() < access_modes.len(),
+        "{access_modes:?}"
+    );
+    assert_eq!(flipped.len(), writes.len(), "{access_modes:?} {flipped:#?}");
+    for event in flipped {
+        let fd = event["ret"].as_i64().unwrap();
+        assert_eq!(access_modes[&fd], "1", "{event}");
+        assert_eq!(event["syscall"], "openat2");
+        assert!(
+            event["flags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f == "O_WRONLY"),
+            "{event}"
+        );
+    }
 
     let deep_opens = of(&events, "file_open", deep_pid);
     assert!(
@@ -440,7 +477,11 @@ fn privilege_and_system_events() {
     let (memfd_pid, ret) = cg.trigger(&["memfd", "nj-fileless"]);
     assert!(ret >= 0);
     // A phantom memfd_create: another thread flips the name buffer while the calls run.
-    let (flip_pid, kernel_names) = memfd_flipping(&cg, 300);
+    let (flip_pid, kernel_names) = per_descriptor(
+        &cg,
+        &["memfd-flipping", "300", "nj-phantom-aa", "nj-phantom-bb"],
+        300,
+    );
     // And a phantom capset: the effective set in the buffer flips while the calls run.
     let (capset_pid, capset_calls) = capset_flipping(&cg, 200);
     let (unshare_pid, ret) = cg.trigger(&["unshare-uts"]);
@@ -716,23 +757,17 @@ fn trigger_lines(cg: &TestCgroup, args: &[&str]) -> (u32, Vec<String>) {
     (pid, lines)
 }
 
-/// Runs `nj-trigger memfd-flipping` (`count` calls) in `cg`; returns its pid and the name the
-/// kernel gave each descriptor.
-fn memfd_flipping(cg: &TestCgroup, count: usize) -> (u32, HashMap<i64, String>) {
-    let args = [
-        "memfd-flipping",
-        &count.to_string(),
-        "nj-phantom-aa",
-        "nj-phantom-bb",
-    ];
-    let (pid, lines) = trigger_lines(cg, &args);
-    let names: HashMap<i64, String> = lines
+/// Runs an nj-trigger action that prints "fd value" per descriptor it made (`count` of them)
+/// in `cg`; returns its pid and the value of each descriptor.
+fn per_descriptor(cg: &TestCgroup, args: &[&str], count: usize) -> (u32, HashMap<i64, String>) {
+    let (pid, lines) = trigger_lines(cg, args);
+    let values: HashMap<i64, String> = lines
         .iter()
         .filter_map(|line| line.split_once(' '))
-        .map(|(fd, name)| (fd.parse().unwrap(), name.to_string()))
+        .map(|(fd, value)| (fd.parse().unwrap(), value.to_string()))
         .collect();
-    assert_eq!(names.len(), count, "{lines:?}");
-    (pid, names)
+    assert_eq!(values.len(), count, "{lines:?}");
+    (pid, values)
 }
 
 /// Runs `nj-trigger capset-flipping` (`count` calls) in `cg`; returns its pid and, per call

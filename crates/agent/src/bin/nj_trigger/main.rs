@@ -245,6 +245,8 @@ fn main() -> ExitCode {
                 libc::syscall(libc::SYS_bpf, 11, attr.as_mut_ptr(), attr.len())
             }
             "memfd" => libc::memfd_create(cstr(arg(&args, 1)).as_ptr(), 0) as i64,
+            // openat2-flipping COUNT PATH: prints "fd access-mode" lines before the count.
+            "openat2-flipping" => phantom::openat2(num(&args, 1) as usize, arg(&args, 2)),
             // capset-flipping COUNT: prints "result effective-set" lines before the count.
             "capset-flipping" => phantom::capset(num(&args, 1) as usize),
             // memfd-flipping COUNT A B: prints "fd kernel-name" lines before the count.

@@ -5,8 +5,8 @@
 //! Connects are made to block by a full accept queue (the listener's backlog is 0 and one
 //! connection already waits in it). While one blocks, a second thread writes a decoy address
 //! into its buffer, then accepts the waiting connection; the blocked connect then gets in and
-//! returns 0. memfd_create and capset do not block, so their arguments are flipped continuously
-//! instead.
+//! returns 0. openat2, memfd_create and capset do not block, so their arguments are flipped
+//! continuously instead.
 
 use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
@@ -323,4 +323,63 @@ fn effective_caps() -> String {
         .find_map(|line| line.strip_prefix("CapEff:"))
         .map(|caps| caps.trim().to_string())
         .expect("CapEff line")
+}
+
+/// openat2 `count` times on `path` (an existing file we may write), alternating O_RDONLY and
+/// O_WRONLY in open_how's flags, which a second thread keeps flipping between the two as well. Prints each descriptor
+/// and the access mode the kernel opened it with (the low bits of `flags` in
+/// /proc/self/fdinfo), one per line. Returns how many opens succeeded.
+pub fn openat2(count: usize, path: &str) -> i64 {
+    #[repr(C)]
+    struct OpenHow {
+        flags: std::sync::atomic::AtomicU64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = Arc::new(OpenHow {
+        flags: std::sync::atomic::AtomicU64::new(libc::O_RDONLY as u64),
+        mode: 0,
+        resolve: 0,
+    });
+    let modes = [libc::O_RDONLY as u64, libc::O_WRONLY as u64];
+    let flipper = {
+        let how = how.clone();
+        Flipper::start(move |turn| how.flags.store(modes[turn], Ordering::Relaxed))
+    };
+    let path = std::ffi::CString::new(path).expect("path without NUL");
+    let mut opened = Vec::with_capacity(count);
+    for turn in 0..count {
+        // Both modes get opened even if the flipping thread is starved of CPU.
+        how.flags.store(modes[turn % 2], Ordering::Relaxed);
+        // SAFETY: openat2(AT_FDCWD, path, how, size): a NUL-terminated path and an open_how of
+        // the size passed (AtomicU64 has u64's layout).
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                Arc::as_ptr(&how),
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd >= 0 {
+            opened.push(fd as libc::c_int);
+        }
+    }
+    flipper.stop();
+    for &fd in &opened {
+        println!("{fd} {}", access_mode(fd));
+        close(fd);
+    }
+    opened.len() as i64
+}
+
+/// The access mode (0 read, 1 write, 2 both) descriptor `fd` of this process was opened with.
+fn access_mode(fd: libc::c_int) -> u32 {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).expect("fdinfo");
+    let flags = info
+        .lines()
+        .find_map(|line| line.strip_prefix("flags:"))
+        .expect("flags line");
+    u32::from_str_radix(flags.trim(), 8).expect("octal flags") & libc::O_ACCMODE as u32
 }
