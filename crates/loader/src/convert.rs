@@ -629,6 +629,43 @@ mod tests {
     }
 
     #[test]
+    fn cred_change_decoding() {
+        let mut ev = nj_syscall_event {
+            syscall: NJ_SYS_CAPSET,
+            ..Default::default()
+        };
+        ev.hdr.kind = NJ_KIND_CRED_CHANGE as u16;
+        ev.args[..3].copy_from_slice(&[0x1ff_ffff_ffff, 0x1ff_ffff_ffff, 0]);
+        match syscall_body(&ev).unwrap() {
+            EventBody::CredChange {
+                ids,
+                cap_effective,
+                cap_permitted,
+                cap_inheritable,
+                ..
+            } => {
+                assert!(ids.is_empty());
+                assert_eq!(cap_effective.as_deref(), Some("0x1ffffffffff"));
+                assert_eq!(cap_permitted.as_deref(), Some("0x1ffffffffff"));
+                assert_eq!(cap_inheritable.as_deref(), Some("0x0"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // setresuid(-1, 0, -1): ids, and no capability sets.
+        ev.syscall = NJ_SYS_SETRESUID;
+        ev.args[..3].copy_from_slice(&[u32::MAX as u64, 0, u32::MAX as u64]);
+        match syscall_body(&ev).unwrap() {
+            EventBody::CredChange {
+                ids, cap_effective, ..
+            } => {
+                assert_eq!(ids, vec![None, Some(0), None]);
+                assert_eq!(cap_effective, None);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn exit_status_decoding() {
         let mut ev = nj_exit_event {
             exit_code: 3 << 8,
