@@ -59,8 +59,12 @@ static __always_inline int nj_open_exit(nj_sys_exit_ctx *ctx, __u32 syscall,
 	}
 	bool writes = open_flags & NJ_O_WRITE_INTENT;
 
-	/* Done once already in the dispatcher for x86-64 openat; open and openat2 start here. */
-	if (file && nj_file_filter_enabled && !nj_topdir_may_match(task, file, writes))
+	/*
+	 * The first look at the top directory: an x86-64 openat had it in the dispatcher already
+	 * (nj_openat_outside_prefixes, same file, same flags) and only got here by passing it.
+	 */
+	bool looked = syscall == NJ_SYS_OPENAT && !nj_task_in_ia32_syscall(task);
+	if (file && nj_file_filter_enabled && !looked && !nj_topdir_may_match(task, file, writes))
 		return 0;
 
 	struct nj_syscall_event *ev =

@@ -209,11 +209,12 @@ fn close(fd: libc::c_int) {
 }
 
 /// A libc return value as nj-trigger prints it: the value, or -errno.
-fn result(ret: libc::c_int) -> i64 {
+fn result(ret: impl Into<i64>) -> i64 {
+    let ret = ret.into();
     if ret < 0 {
         -i64::from(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
     } else {
-        i64::from(ret)
+        ret
     }
 }
 
@@ -303,12 +304,10 @@ pub fn capset(count: usize) -> i64 {
     for _ in 0..count {
         // SAFETY: as for capget; only this thread's credentials change.
         let ret = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
-        let ret = if ret < 0 {
-            -i64::from(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-        } else {
+        let ret = result(ret);
+        if ret == 0 {
             succeeded += 1;
-            ret
-        };
+        }
         println!("{ret} {}", effective_caps());
     }
     flipper.stop();
