@@ -5,8 +5,8 @@
  *  - connect rules: a match against the nj_connect_rules trie is reported, and refused with
  *    EPERM when the rule says deny. Runs before the kernel routes anything, so a denied
  *    connect sends no packet;
- *  - the owner of each TCP connect (process and cgroup) goes into nj_tcp_conns under the
- *    socket cookie, for the sock_ops lifecycle records.
+ *  - the owner of each TCP connect (process and cgroup) is reported under the socket cookie
+ *    (NJ_KIND_TCP_FOLLOW), for the agent to join the sock_ops lifecycle records to.
  */
 #include "nj.bpf.h"
 #include "tcp_conn.bpf.h"
@@ -106,22 +106,18 @@ static __always_inline int nj_check(__u16 family, __u16 port_be, const __u8 *add
 	return action == NJ_CONNECT_DENY ? 0 : 1;
 }
 
-/* Remembers who connects a TCP socket, unless it is the agent itself. */
-static __always_inline void nj_record_owner(struct bpf_sock_addr *ctx)
+/* Reports who connects a TCP socket, unless it is the agent itself. */
+static __always_inline void nj_report_owner(struct bpf_sock_addr *ctx)
 {
 	if (ctx->type != NJ_SOCK_STREAM || nj_is_agent())
 		return;
-	__u64 cookie = bpf_get_socket_cookie(ctx);
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct nj_tcp_conn conn = {
-		.start_ns = bpf_ktime_get_boot_ns(),
-		.cgroup_id = bpf_get_current_cgroup_id(),
-		.tgid = pid_tgid >> 32,
-		.pid = (__u32)pid_tgid,
-		.direction = NJ_TCP_ACTIVE,
-		.owner = NJ_TCP_OWNER_CONNECT,
-	};
-	bpf_map_update_elem(&nj_tcp_conns, &cookie, &conn, BPF_ANY);
+	struct nj_tcp_event ev = {};
+	nj_fill_header(&ev.hdr, NJ_KIND_TCP_FOLLOW, sizeof(ev));
+	ev.cookie = bpf_get_socket_cookie(ctx);
+	ev.start_ns = ev.hdr.ktime_ns;
+	ev.direction = NJ_TCP_ACTIVE;
+	ev.owner = NJ_TCP_OWNER_CONNECT;
+	nj_submit(&ev, sizeof(ev), NJ_KIND_TCP_FOLLOW);
 }
 
 SEC("cgroup/connect4")
@@ -135,7 +131,7 @@ int nj_connect4(struct bpf_sock_addr *ctx)
 	__builtin_memcpy(&addr[12], &ip, 4);
 	if (!nj_check(NJ_AF_INET, (__u16)ctx->user_port, addr, 0))
 		return 0;
-	nj_record_owner(ctx);
+	nj_report_owner(ctx);
 	return 1;
 }
 
@@ -151,7 +147,7 @@ int nj_connect6(struct bpf_sock_addr *ctx)
 	words[3] = ctx->user_ip6[3];
 	if (!nj_check(NJ_AF_INET6, (__u16)ctx->user_port, (const __u8 *)words, 0))
 		return 0;
-	nj_record_owner(ctx);
+	nj_report_owner(ctx);
 	return 1;
 }
 

@@ -60,29 +60,17 @@ static __always_inline int nj_addr_exit(nj_sys_exit_ctx *ctx, const __u64 *args,
 }
 
 /*
- * The accepting task owns a passive TCP connection from now on: completes its nj_tcp_conns
- * entry and reports it established. The agent's own connections are forgotten instead.
+ * The accepting task owns a passive TCP connection from now on: reports it established under
+ * this task (the agent's own accepts too, so that the agent knows to drop their records).
  */
 static __always_inline void nj_claim_accepted(struct sock *sk, __u64 cookie)
 {
-	struct nj_tcp_conn *conn = bpf_map_lookup_elem(&nj_tcp_conns, &cookie);
-	if (!conn || conn->owner != NJ_TCP_OWNER_NONE)
+	/* No cookie: established before sock_ops was attached, so never announced. */
+	if (cookie == 0)
 		return;
-	if (nj_is_agent()) {
-		bpf_map_delete_elem(&nj_tcp_conns, &cookie);
-		return;
-	}
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	conn->tgid = pid_tgid >> 32;
-	conn->pid = (__u32)pid_tgid;
-	conn->cgroup_id = bpf_get_current_cgroup_id();
-	conn->owner = NJ_TCP_OWNER_ACCEPT;
-
 	struct nj_tcp_event ev = {};
 	nj_fill_header(&ev.hdr, NJ_KIND_TCP_ESTABLISHED, sizeof(ev));
 	ev.cookie = cookie;
-	ev.start_ns = conn->start_ns;
-	ev.established_ns = conn->established_ns;
 	ev.direction = NJ_TCP_PASSIVE;
 	ev.owner = NJ_TCP_OWNER_ACCEPT;
 	ev.family = nj_sock_addrs(sk, ev.saddr, ev.daddr, &ev.sport, &ev.dport);

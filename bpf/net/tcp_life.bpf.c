@@ -5,9 +5,9 @@
  * received), and failures (refused, reset, timed out) from the socket error at close.
  *
  * sock_ops callbacks often run in softirq, on behalf of whichever task the CPU was running;
- * so the owner of a connection is never read here. It comes from nj_tcp_conns, filled in by
- * the connect hook (in the connecting task) and by the accept tracepoint (in the accepting
- * task), both keyed by the socket cookie.
+ * so the owner of a connection is never read here, and nothing is kept per connection. The
+ * records name the socket by its cookie; the agent joins them to the owner that the connect
+ * hook (in the connecting task) or the accept tracepoint (in the accepting task) reported.
  */
 #include "nj.bpf.h"
 #include "tcp_conn.bpf.h"
@@ -65,24 +65,29 @@ static __always_inline __u32 nj_sock_error(struct bpf_sock_ops *skops)
 	return tp ? tp->inet_conn.icsk_inet.sk.sk_err : 0;
 }
 
-/* Builds and sends a record for @conn; the header carries the owner, not the current task. */
-static __always_inline void nj_tcp_report(struct bpf_sock_ops *skops, __u16 kind, __u64 cookie,
-					  const struct nj_tcp_conn *conn, __u8 old_state)
+/*
+ * Builds and sends a record of the socket behind @skops. The header names no task (the agent
+ * fills in the owner), except a passive connection's listener cgroup at NJ_KIND_TCP_FOLLOW.
+ */
+static __always_inline void nj_tcp_report(struct bpf_sock_ops *skops, __u16 kind, __u8 direction,
+					  __u8 old_state)
 {
 	struct nj_tcp_event ev = {};
+	__u64 now = bpf_ktime_get_boot_ns();
 
 	ev.hdr.kind = kind;
 	ev.hdr.size = sizeof(ev);
-	ev.hdr.ktime_ns = bpf_ktime_get_boot_ns();
-	ev.hdr.tgid = conn->tgid;
-	ev.hdr.pid = conn->pid;
-	ev.hdr.cgroup_id = conn->cgroup_id;
-	ev.cookie = cookie;
-	ev.start_ns = conn->start_ns;
-	ev.established_ns = conn->established_ns;
-	ev.direction = conn->direction;
-	ev.owner = conn->owner;
+	ev.hdr.ktime_ns = now;
+	ev.cookie = bpf_get_socket_cookie(skops);
+	ev.direction = direction;
 	ev.old_state = old_state;
+	if (kind == NJ_KIND_TCP_FOLLOW) {
+		ev.hdr.cgroup_id = nj_sock_cgroup(skops);
+		ev.start_ns = now;
+		ev.established_ns = now;
+	} else if (kind == NJ_KIND_TCP_ESTABLISHED) {
+		ev.established_ns = now;
+	}
 	if (skops->is_fullsock) {
 		ev.srtt_us = skops->srtt_us >> 3;
 		ev.total_retrans = skops->total_retrans;
@@ -105,51 +110,28 @@ int nj_sockops(struct bpf_sock_ops *skops)
 	if (skops->family != NJ_AF_INET && skops->family != NJ_AF_INET6)
 		return 1;
 	switch (op) {
-	case BPF_SOCK_OPS_TCP_CONNECT_CB: {
-		/* Follow only connects the connect hook recorded (never the agent's own). */
-		__u64 cookie = bpf_get_socket_cookie(skops);
-		if (bpf_map_lookup_elem(&nj_tcp_conns, &cookie))
-			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
-							 BPF_SOCK_OPS_STATE_CB_FLAG);
-		break;
-	}
-	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB: {
-		__u64 cookie = bpf_get_socket_cookie(skops);
-		struct nj_tcp_conn *conn = bpf_map_lookup_elem(&nj_tcp_conns, &cookie);
-		if (!conn)
-			break;
-		conn->established_ns = bpf_ktime_get_boot_ns();
-		nj_tcp_report(skops, NJ_KIND_TCP_ESTABLISHED, cookie, conn, 0);
-		break;
-	}
-	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB: {
-		/* Assigns the cookie accept() will read; the owner is known once accepted. */
-		__u64 cookie = bpf_get_socket_cookie(skops);
-		__u64 now = bpf_ktime_get_boot_ns();
-		struct nj_tcp_conn conn = {
-			.start_ns = now,
-			.established_ns = now,
-			.cgroup_id = nj_sock_cgroup(skops),
-			.direction = NJ_TCP_PASSIVE,
-			.owner = NJ_TCP_OWNER_NONE,
-		};
-		bpf_map_update_elem(&nj_tcp_conns, &cookie, &conn, BPF_ANY);
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		/*
+		 * Every connect is followed to its close, the agent's own too: asking whether the
+		 * connect hook reported it would cost a map per socket, and the agent drops the
+		 * records of connections it was not told about.
+		 */
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
 						 BPF_SOCK_OPS_STATE_CB_FLAG);
 		break;
-	}
-	case BPF_SOCK_OPS_STATE_CB: {
-		if (skops->args[1] != NJ_TCP_CLOSE_STATE)
-			break;
-		__u64 cookie = bpf_get_socket_cookie(skops);
-		struct nj_tcp_conn *conn = bpf_map_lookup_elem(&nj_tcp_conns, &cookie);
-		/* No entry: the agent's own connection, or one it stopped following. */
-		if (!conn)
-			break;
-		nj_tcp_report(skops, NJ_KIND_TCP_CLOSE, cookie, conn, (__u8)skops->args[0]);
-		bpf_map_delete_elem(&nj_tcp_conns, &cookie);
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		nj_tcp_report(skops, NJ_KIND_TCP_ESTABLISHED, NJ_TCP_ACTIVE, 0);
 		break;
-	}
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		/* Announces the connection; the owner is known once accepted. */
+		nj_tcp_report(skops, NJ_KIND_TCP_FOLLOW, NJ_TCP_PASSIVE, 0);
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+						 BPF_SOCK_OPS_STATE_CB_FLAG);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] == NJ_TCP_CLOSE_STATE)
+			nj_tcp_report(skops, NJ_KIND_TCP_CLOSE, 0, (__u8)skops->args[0]);
+		break;
 	}
 	return 1;
 }

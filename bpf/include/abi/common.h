@@ -52,6 +52,8 @@ enum nj_event_kind {
 	NJ_KIND_CONNECT_POLICY = 44,
 	NJ_KIND_TCP_ESTABLISHED = 45,
 	NJ_KIND_TCP_CLOSE = 46,
+	/* Internal: a TCP connection begins (nj_tcp_event); the agent joins the others to it. */
+	NJ_KIND_TCP_FOLLOW = 47,
 
 	NJ_KIND_CGROUP_MKDIR = 50,
 

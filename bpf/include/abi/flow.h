@@ -134,11 +134,11 @@ struct nj_counter {
 	__u64 bytes;
 };
 
-/* nj_tcp_conn.direction and nj_tcp_event.direction */
+/* nj_tcp_event.direction */
 #define NJ_TCP_ACTIVE 1
 #define NJ_TCP_PASSIVE 2
 
-/* nj_tcp_conn.owner: how the owning process was learned. */
+/* nj_tcp_event.owner: how the owning process was learned. */
 /* Not yet: a passive connection nobody has accepted; tgid 0, cgroup of the socket. */
 #define NJ_TCP_OWNER_NONE 0
 /* The task that called connect() (cgroup/connect4 and connect6, in its own context). */
@@ -147,29 +147,22 @@ struct nj_counter {
 #define NJ_TCP_OWNER_ACCEPT 2
 
 /*
- * One TCP connection Nightjar follows, in nj_tcp_conns (LRU hash keyed by the socket cookie).
- * Created by the connect hook (active) or at passive establishment; completed by accept;
- * removed at close. The owner fields are the process, never whichever task happened to run
- * the sock_ops callback (often softirq). 40 bytes.
- */
-struct nj_tcp_conn {
-	/* connect() for active connections, establishment for passive ones. */
-	__u64 start_ns;
-	/* 0 until established. */
-	__u64 established_ns;
-	__u64 cgroup_id;
-	__u32 tgid;
-	__u32 pid;
-	__u8 direction;
-	__u8 owner;
-	__u16 _pad0;
-	__u32 _pad1;
-};
-
-/*
- * NJ_KIND_TCP_ESTABLISHED (active: at establishment; passive: when accepted, so the owner is
- * known) and NJ_KIND_TCP_CLOSE (the socket reached TCP_CLOSE: after FIN, RST, a refused or
- * timed-out connect). hdr.tgid, pid and cgroup_id are the owner's, not the current task's.
+ * The TCP connection records, all keyed by the socket cookie. The kernel keeps no state per
+ * connection: the agent joins them (crates/loader/src/tcp_conns.rs), because a hash update and
+ * delete per socket cost more than the rest of a connection's programs together.
+ *
+ * NJ_KIND_TCP_FOLLOW: a connection begins. Active: from the connect hook, in the connecting
+ * task (hdr is the owner; start_ns the connect). Passive: at establishment, from sock_ops
+ * (hdr.tgid 0, hdr.cgroup_id the listener's cgroup; start_ns and established_ns both then).
+ * Never an event of its own.
+ *
+ * NJ_KIND_TCP_ESTABLISHED: active, from sock_ops at establishment (hdr.tgid 0: softirq runs
+ * on behalf of any task; established_ns now). Passive, when accepted (hdr is the accepting
+ * task, the new owner; start_ns and established_ns 0: the agent has them).
+ *
+ * NJ_KIND_TCP_CLOSE: the socket reached TCP_CLOSE (after FIN, RST, a refused or timed-out
+ * connect), from sock_ops: hdr.tgid 0, direction and owner 0, the rest the agent's.
+ *
  * Counters are the kernel's (struct tcp_sock) at the time of the record. 136 bytes.
  */
 struct nj_tcp_event {

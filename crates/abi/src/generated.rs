@@ -71,6 +71,7 @@ pub const NJ_KIND_SOCK_LISTEN: nj_event_kind = 43;
 pub const NJ_KIND_CONNECT_POLICY: nj_event_kind = 44;
 pub const NJ_KIND_TCP_ESTABLISHED: nj_event_kind = 45;
 pub const NJ_KIND_TCP_CLOSE: nj_event_kind = 46;
+pub const NJ_KIND_TCP_FOLLOW: nj_event_kind = 47;
 pub const NJ_KIND_CGROUP_MKDIR: nj_event_kind = 50;
 pub const NJ_KIND_MAX: nj_event_kind = 64;
 pub type nj_event_kind = ::core::ffi::c_uint;
@@ -705,37 +706,6 @@ const _: () = {
     ["Alignment of nj_counter"][::core::mem::align_of::<nj_counter>() - 8usize];
     ["Offset of field: nj_counter::packets"][::core::mem::offset_of!(nj_counter, packets) - 0usize];
     ["Offset of field: nj_counter::bytes"][::core::mem::offset_of!(nj_counter, bytes) - 8usize];
-};
-#[repr(C)]
-#[derive(Debug, Default, Copy, Clone)]
-pub struct nj_tcp_conn {
-    pub start_ns: __u64,
-    pub established_ns: __u64,
-    pub cgroup_id: __u64,
-    pub tgid: __u32,
-    pub pid: __u32,
-    pub direction: __u8,
-    pub owner: __u8,
-    pub _pad0: __u16,
-    pub _pad1: __u32,
-}
-#[allow(clippy::unnecessary_operation, clippy::identity_op)]
-const _: () = {
-    ["Size of nj_tcp_conn"][::core::mem::size_of::<nj_tcp_conn>() - 40usize];
-    ["Alignment of nj_tcp_conn"][::core::mem::align_of::<nj_tcp_conn>() - 8usize];
-    ["Offset of field: nj_tcp_conn::start_ns"]
-        [::core::mem::offset_of!(nj_tcp_conn, start_ns) - 0usize];
-    ["Offset of field: nj_tcp_conn::established_ns"]
-        [::core::mem::offset_of!(nj_tcp_conn, established_ns) - 8usize];
-    ["Offset of field: nj_tcp_conn::cgroup_id"]
-        [::core::mem::offset_of!(nj_tcp_conn, cgroup_id) - 16usize];
-    ["Offset of field: nj_tcp_conn::tgid"][::core::mem::offset_of!(nj_tcp_conn, tgid) - 24usize];
-    ["Offset of field: nj_tcp_conn::pid"][::core::mem::offset_of!(nj_tcp_conn, pid) - 28usize];
-    ["Offset of field: nj_tcp_conn::direction"]
-        [::core::mem::offset_of!(nj_tcp_conn, direction) - 32usize];
-    ["Offset of field: nj_tcp_conn::owner"][::core::mem::offset_of!(nj_tcp_conn, owner) - 33usize];
-    ["Offset of field: nj_tcp_conn::_pad0"][::core::mem::offset_of!(nj_tcp_conn, _pad0) - 34usize];
-    ["Offset of field: nj_tcp_conn::_pad1"][::core::mem::offset_of!(nj_tcp_conn, _pad1) - 36usize];
 };
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]

@@ -80,7 +80,11 @@ unsafe impl Record for nj_connect_policy_event {
     const KINDS: &'static [u32] = &[NJ_KIND_CONNECT_POLICY];
 }
 unsafe impl Record for nj_tcp_event {
-    const KINDS: &'static [u32] = &[NJ_KIND_TCP_ESTABLISHED, NJ_KIND_TCP_CLOSE];
+    const KINDS: &'static [u32] = &[
+        NJ_KIND_TCP_ESTABLISHED,
+        NJ_KIND_TCP_CLOSE,
+        NJ_KIND_TCP_FOLLOW,
+    ];
 }
 unsafe impl Record for nj_event_header {
     const KINDS: &'static [u32] = &[];
@@ -202,7 +206,6 @@ mod tests {
             size_of::<nj_cgroup_event>(),
             size_of::<nj_connect_policy_event>(),
             size_of::<nj_tcp_event>(),
-            size_of::<nj_tcp_conn>(),
         ] {
             assert_eq!(size % 8, 0, "size {size} is not a multiple of 8");
         }

@@ -811,6 +811,19 @@ fn tcp_lifecycle_is_joined_to_the_connecting_and_accepting_processes() {
             assert_eq!(e["outcome"], "closed", "{e}");
         }
     }
+    // The agent's own side of the scrape above is not reported (curl's side is).
+    let scrape = |direction: &str| -> Vec<&Value> {
+        events
+            .iter()
+            .filter(|e| {
+                (e["type"] == "tcp_established" || e["type"] == "tcp_close")
+                    && e["direction"] == direction
+                    && (e["local"]["port"] == metrics_port || e["remote"]["port"] == metrics_port)
+            })
+            .collect()
+    };
+    assert!(scrape("inbound").is_empty(), "{:?}", scrape("inbound"));
+    assert!(!scrape("outbound").is_empty(), "curl's connection is");
     // Failures, with the reason and the SYN retransmission of the timed-out one.
     let failure = |pid: u32| -> &Value {
         closed

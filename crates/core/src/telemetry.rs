@@ -172,6 +172,8 @@ pub mod loss {
     pub const RINGBUF_FULL: &str = "ringbuf_full";
     /// A ring-buffer record could not be decoded.
     pub const DECODE_ERROR: &str = "decode_error";
+    /// A followed TCP connection was forgotten to make room: its later records are dropped.
+    pub const TCP_TABLE_FULL: &str = "tcp_table_full";
 }
 
 /// Shared metrics of one agent. Cheap to update from any task.

@@ -8,6 +8,7 @@ use nightjar_core::time::BootClock;
 use nightjar_core::*;
 
 use crate::names::*;
+use crate::tcp_conns::{Joined, TcpConns, TCP_CONNS_MAX};
 
 /// Why a record did not become an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,15 +60,19 @@ pub fn kind_type_name(kind: u32) -> Option<&'static str> {
         NJ_KIND_CONNECT_POLICY => "connect_policy",
         NJ_KIND_TCP_ESTABLISHED => "tcp_established",
         NJ_KIND_TCP_CLOSE => "tcp_close",
+        // Never an event (tcp_conns.rs); named for its loss counter.
+        NJ_KIND_TCP_FOLLOW => "tcp_follow",
         _ => return None,
     })
 }
 
-/// Converts records, stamping them with wall-clock time and the node name.
-#[derive(Debug, Clone)]
+/// Converts records, stamping them with wall-clock time and the node name, and joins the TCP
+/// connection records to their owners.
+#[derive(Debug)]
 pub struct Converter {
     clock: BootClock,
     node: Arc<str>,
+    tcp: TcpConns,
 }
 
 fn bytes(field: &[core::ffi::c_char]) -> &[u8] {
@@ -189,11 +194,27 @@ fn sockaddr(addr: &nj_sockaddr) -> Option<SockAddr> {
 
 impl Converter {
     pub fn new(clock: BootClock, node: Arc<str>) -> Self {
-        Self { clock, node }
+        Self {
+            clock,
+            node,
+            tcp: TcpConns::new(TCP_CONNS_MAX, std::process::id()),
+        }
     }
 
-    pub fn convert(&mut self, raw: &[u8]) -> Result<Event, ConvertError> {
-        let record = decode(raw)?;
+    /// TCP connections forgotten for room since the last call: their later records are lost.
+    pub fn take_tcp_evicted(&mut self) -> u64 {
+        self.tcp.take_evicted()
+    }
+
+    /// The event of one record; `None` for a record that makes none (a TCP connection's
+    /// announcement, or a connection Nightjar does not follow).
+    pub fn convert(&mut self, raw: &[u8]) -> Result<Option<Event>, ConvertError> {
+        let mut record = decode(raw)?;
+        if let RawRecord::Tcp(ev) = &mut record {
+            if self.tcp.join(ev) == Joined::Skip {
+                return Ok(None);
+            }
+        }
         let hdr = *record.header();
         let body = match record {
             RawRecord::Exec(ev) => exec_body(&ev),
@@ -229,7 +250,7 @@ impl Converter {
         event.tid = hdr.pid;
         event.cgroup_id = hdr.cgroup_id;
         event.flags = flag_names(hdr.flags);
-        Ok(event)
+        Ok(Some(event))
     }
 }
 

@@ -19,6 +19,7 @@ mod names;
 mod objects;
 pub mod probes;
 pub mod ringbuf;
+pub mod tcp_conns;
 pub mod xdp;
 
 pub use catalog::Group;

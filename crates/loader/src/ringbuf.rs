@@ -99,7 +99,8 @@ fn take_batch(
     while batch.len() < MAX_BATCH {
         let Some(item) = ring.next() else { break };
         match converter.convert(&item) {
-            Ok(event) => batch.push(event),
+            Ok(Some(event)) => batch.push(event),
+            Ok(None) => {}
             Err(err) => {
                 telemetry.count_lost(loss::DECODE_ERROR, 1);
                 telemetry
@@ -110,6 +111,10 @@ fn take_batch(
                     .inc();
             }
         }
+    }
+    let evicted = converter.take_tcp_evicted();
+    if evicted > 0 {
+        telemetry.count_lost(loss::TCP_TABLE_FULL, evicted);
     }
     batch
 }
