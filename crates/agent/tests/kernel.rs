@@ -633,6 +633,10 @@ fn check_network_syscalls(reads: KernelReads) {
     ]);
     assert_eq!(ret, 0);
 
+    // A connection queued on a listener that closed without accepting it.
+    let (_, unaccepted_port) = cg.trigger(&["unaccepted", "127.0.0.1:0"]);
+    assert!(unaccepted_port > 0);
+
     // A server inside the cgroup: bind, listen, accept.
     let server_port = free_port();
     let server = cg
@@ -674,6 +678,18 @@ fn check_network_syscalls(reads: KernelReads) {
         })
         .collect();
     assert!(own.is_empty(), "{own:#?}");
+    // Nobody accepted it: reported at its close, without an owner, in the listener's cgroup.
+    let unaccepted: Vec<_> = events
+        .iter()
+        .filter(|e| e["direction"] == "inbound" && e["local"]["port"] == unaccepted_port)
+        .collect();
+    assert_eq!(unaccepted.len(), 1, "{unaccepted:#?}");
+    let orphan = unaccepted[0];
+    assert_eq!(orphan["type"], "tcp_close", "{orphan}");
+    assert_eq!(orphan["owner"], "unknown", "{orphan}");
+    assert_eq!(orphan["pid"], 0, "{orphan}");
+    assert_eq!(orphan["cgroup_id"], cg.id, "{orphan}");
+    assert_eq!(orphan["previous_state"], "established", "{orphan}");
     let socketcall = one(&events, "sock_connect", socketcall_pid);
     assert_eq!(socketcall["syscall"], "connect");
     assert_eq!(socketcall["remote"]["addr"], "127.0.0.1");

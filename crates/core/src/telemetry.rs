@@ -205,6 +205,7 @@ pub struct Telemetry {
     pub container_bytes: Family<ContainerDirectionLabel, Counter>,
     pub flow_attribution: Family<ResultLabel, Counter>,
     pub socket_owner_entries: Gauge,
+    pub tcp_connections_followed: Gauge,
     pub flows_evicted: Counter,
     pub kubernetes_pods: Gauge,
     pub k8s_connections: Family<ObjectEventLabel, Counter>,
@@ -267,6 +268,7 @@ impl Telemetry {
             container_bytes: Family::default(),
             flow_attribution: Family::default(),
             socket_owner_entries: Gauge::default(),
+            tcp_connections_followed: Gauge::default(),
             flows_evicted: Counter::default(),
             kubernetes_pods: Gauge::default(),
             k8s_connections: Family::default(),
@@ -423,6 +425,11 @@ impl Telemetry {
                 "socket_owner_entries",
                 "Sockets in the 5-tuple -> process table used to attribute flows",
                 t.socket_owner_entries.clone(),
+            );
+            r.register(
+                "tcp_connections_followed",
+                "TCP connections in the agent's owner table (from connect or establishment to close)",
+                t.tcp_connections_followed.clone(),
             );
             r.register(
                 "flows_evicted",

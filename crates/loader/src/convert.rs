@@ -201,6 +201,11 @@ impl Converter {
         }
     }
 
+    /// TCP connections followed now (announced, not yet closed).
+    pub fn tcp_followed(&self) -> usize {
+        self.tcp.len()
+    }
+
     /// TCP connections forgotten for room since the last call: their later records are lost.
     pub fn take_tcp_evicted(&mut self) -> u64 {
         self.tcp.take_evicted()

@@ -116,6 +116,9 @@ fn take_batch(
     if evicted > 0 {
         telemetry.count_lost(loss::TCP_TABLE_FULL, evicted);
     }
+    telemetry
+        .tcp_connections_followed
+        .set(converter.tcp_followed() as i64);
     batch
 }
 

@@ -52,6 +52,16 @@ fn tcp_serve(addr: &str, count: usize) -> i64 {
     total
 }
 
+fn unaccepted(addr: &str) -> i64 {
+    let listener = std::net::TcpListener::bind(addr).expect("bind");
+    let listening = listener.local_addr().expect("listener address");
+    // connect() returns once the handshake is done: the connection waits in the queue.
+    let client = std::net::TcpStream::connect(listening).expect("connect");
+    drop(listener);
+    drop(client);
+    i64::from(listening.port())
+}
+
 fn tcp_send(addr: &str, count: usize, size: usize) -> i64 {
     use std::io::{Read, Write};
     let payload = vec![0x6bu8; size];
@@ -271,6 +281,9 @@ fn main() -> ExitCode {
                 },
                 Err(e) => -i64::from(e.raw_os_error().unwrap_or(0)),
             },
+            // unaccepted ADDR: a connection queued on a listener that closes without accepting
+            // it (the kernel resets it); prints the listener's port.
+            "unaccepted" => unaccepted(arg(&args, 1)),
             // udp-send ADDR COUNT SIZE: COUNT datagrams of SIZE payload bytes.
             "udp-send" => {
                 let socket = std::net::UdpSocket::bind(if arg(&args, 1).starts_with('[') {
