@@ -106,10 +106,14 @@ static __always_inline int nj_check(__u16 family, __u16 port_be, const __u8 *add
 	return action == NJ_CONNECT_DENY ? 0 : 1;
 }
 
-/* Reports who connects a TCP socket, unless it is the agent itself. */
+/*
+ * Reports who connects a TCP socket, unless it is the agent itself. Only TCP: an MPTCP
+ * socket's own cookie never reaches sock_ops (its subflows have theirs), so it would never
+ * be closed.
+ */
 static __always_inline void nj_report_owner(struct bpf_sock_addr *ctx)
 {
-	if (ctx->type != NJ_SOCK_STREAM || nj_is_agent())
+	if (ctx->type != NJ_SOCK_STREAM || ctx->protocol != IPPROTO_TCP || nj_is_agent())
 		return;
 	struct nj_tcp_event ev = {};
 	nj_fill_header(&ev.hdr, NJ_KIND_TCP_FOLLOW, sizeof(ev));

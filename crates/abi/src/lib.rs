@@ -11,5 +11,5 @@ mod record;
 mod strings;
 
 pub use generated::*;
-pub use record::{decode, DecodeError, RawRecord, Record};
+pub use record::{decode, record_bytes, DecodeError, RawRecord, Record};
 pub use strings::{c_str_bytes, c_string_lossy, split_args};

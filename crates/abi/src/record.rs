@@ -173,15 +173,20 @@ pub fn decode(bytes: &[u8]) -> Result<RawRecord, DecodeError> {
     }
 }
 
+/// The bytes of a record as the kernel writes them into the ring buffer (for tests and
+/// benchmarks that feed the decoder).
+pub fn record_bytes<T: Record>(value: &T) -> &[u8] {
+    // SAFETY: T is plain old data (Record contract); its bytes are only read, for as long as
+    // the borrow of `value`.
+    unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn bytes_of<T: Record>(value: &T) -> Vec<u8> {
-        // SAFETY: T is plain old data (Record contract); we only read its bytes.
-        unsafe {
-            core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()).to_vec()
-        }
+        record_bytes(value).to_vec()
     }
 
     fn fork_record() -> nj_fork_event {

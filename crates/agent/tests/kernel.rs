@@ -607,6 +607,10 @@ fn check_network_syscalls(reads: KernelReads) {
     let closed_port = free_port();
     let (refused_pid, ret) = cg.trigger(&["connect", &format!("127.0.0.1:{closed_port}")]);
     assert_eq!(ret, -111);
+    // Fails before any packet (no TCP to a multicast address): sock_ops never closes the
+    // socket, so the agent forgets the connect hook's announcement by this event's cookie.
+    let (unreachable_pid, ret) = cg.trigger(&["connect", "224.0.0.1:9"]);
+    assert_eq!(ret, -101);
     let sock_dir = tempfile::tempdir().unwrap();
     let sock_path = sock_dir.path().join("s.sock");
     let _unix = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
@@ -707,6 +711,9 @@ fn check_network_syscalls(reads: KernelReads) {
     let refused = one(&events, "sock_connect", refused_pid);
     assert_eq!(refused["error"], "ECONNREFUSED");
     assert_eq!(refused["remote"]["port"], closed_port);
+    let unreachable = one(&events, "sock_connect", unreachable_pid);
+    assert_eq!(unreachable["error"], "ENETUNREACH", "{unreachable}");
+    assert!(unreachable["cookie"].as_u64().unwrap_or(0) > 0, "{unreachable}");
     let unix = one(&events, "sock_connect", unix_pid);
     assert_eq!(unix["remote"]["family"], "unix");
     assert_eq!(unix["remote"]["path"], sock_path.to_str().unwrap());

@@ -219,6 +219,10 @@ impl Converter {
             if self.tcp.join(ev) == Joined::Skip {
                 return Ok(None);
             }
+        } else if let RawRecord::Sock(ev) = &record {
+            if u32::from(ev.hdr.kind) == NJ_KIND_SOCK_CONNECT {
+                self.tcp.connect_returned(ev.cookie, ev.ret);
+            }
         }
         let hdr = *record.header();
         let body = match record {
@@ -609,6 +613,32 @@ mod tests {
         ev.owner = NJ_TCP_OWNER_CONNECT as u8;
         ev.start_ns = 1_000_000_000;
         ev
+    }
+
+    /// A failed connect() forgets its announced connection, unless the connection goes on.
+    #[test]
+    fn failed_connect_ends_the_connection_it_announced() {
+        let mut converter = Converter::new(BootClock::with_offset(0), Arc::from("n"));
+        for (cookie, ret) in [(10, -101i64), (11, -115)] {
+            let mut follow = tcp_record(NJ_KIND_TCP_FOLLOW);
+            follow.cookie = cookie;
+            assert!(converter.convert(record_bytes(&follow)).unwrap().is_none());
+            let mut connect = nj_sock_event {
+                syscall: NJ_SYS_CONNECT,
+                ret,
+                cookie,
+                ..Default::default()
+            };
+            connect.hdr.kind = NJ_KIND_SOCK_CONNECT as u16;
+            connect.hdr.size = core::mem::size_of::<nj_sock_event>() as u16;
+            let event = converter.convert(record_bytes(&connect)).unwrap();
+            assert!(matches!(event.unwrap().body, EventBody::SockConnect(_)));
+        }
+        // ENETUNREACH: gone. EINPROGRESS: still followed, its close reported.
+        assert_eq!(converter.tcp_followed(), 1);
+        let mut close = tcp_record(NJ_KIND_TCP_CLOSE);
+        close.cookie = 11;
+        assert!(converter.convert(record_bytes(&close)).unwrap().is_some());
     }
 
     #[test]

@@ -80,6 +80,17 @@ impl TcpConns {
         std::mem::take(&mut self.evicted)
     }
 
+    /// A connect() of `cookie` returned `ret`. One that failed before the handshake could
+    /// start (no route, no local port...) leaves a socket sock_ops never closes, so it is
+    /// forgotten here; a refused or timed-out connect was closed before its syscall returned.
+    pub fn connect_returned(&mut self, cookie: u64, ret: i64) {
+        // EINTR, EALREADY, EISCONN, EINPROGRESS: the connection goes on.
+        const GOES_ON: [i64; 4] = [4, 114, 106, 115];
+        if ret < 0 && !GOES_ON.contains(&-ret) {
+            self.conns.pop(&cookie);
+        }
+    }
+
     /// Joins `ev` to its connection, completing its owner, direction and times in place.
     pub fn join(&mut self, ev: &mut nj_tcp_event) -> Joined {
         match u32::from(ev.hdr.kind) {
@@ -280,6 +291,25 @@ mod tests {
         assert_eq!(conns.join(&mut accept(7, 50, 1_000)), Joined::Skip);
         assert_eq!(conns.join(&mut close(6, 2_000)), Joined::Skip);
         assert!(conns.is_empty());
+    }
+
+    #[test]
+    fn a_connect_that_failed_before_the_handshake_is_forgotten() {
+        let mut conns = TcpConns::new(16, AGENT);
+        for (cookie, ret) in [(1, -101), (2, -99), (3, -115), (4, -4), (5, 0)] {
+            conns.join(&mut connect(cookie, 40, 1));
+            conns.connect_returned(cookie, ret);
+        }
+        // ENETUNREACH and EADDRNOTAVAIL are gone; in progress, interrupted and done stay.
+        assert_eq!(conns.len(), 3);
+        assert_eq!(conns.join(&mut close(1, 2)), Joined::Skip);
+        for cookie in [3, 4, 5] {
+            assert_eq!(
+                conns.join(&mut close(cookie, 2)),
+                Joined::Report,
+                "{cookie}"
+            );
+        }
     }
 
     #[test]
