@@ -713,7 +713,10 @@ fn check_network_syscalls(reads: KernelReads) {
     assert_eq!(refused["remote"]["port"], closed_port);
     let unreachable = one(&events, "sock_connect", unreachable_pid);
     assert_eq!(unreachable["error"], "ENETUNREACH", "{unreachable}");
-    assert!(unreachable["cookie"].as_u64().unwrap_or(0) > 0, "{unreachable}");
+    assert!(
+        unreachable["cookie"].as_u64().unwrap_or(0) > 0,
+        "{unreachable}"
+    );
     let unix = one(&events, "sock_connect", unix_pid);
     assert_eq!(unix["remote"]["family"], "unix");
     assert_eq!(unix["remote"]["path"], sock_path.to_str().unwrap());
