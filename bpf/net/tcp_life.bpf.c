@@ -82,12 +82,15 @@ static __always_inline void nj_tcp_report(struct bpf_sock_ops *skops, __u16 kind
 	ev.direction = direction;
 	ev.old_state = old_state;
 	if (kind == NJ_KIND_TCP_FOLLOW) {
+		/* An announcement: the agent keeps its times and cgroup, nothing else. */
 		ev.hdr.cgroup_id = nj_sock_cgroup(skops);
 		ev.start_ns = now;
 		ev.established_ns = now;
-	} else if (kind == NJ_KIND_TCP_ESTABLISHED) {
-		ev.established_ns = now;
+		nj_submit(&ev, sizeof(ev), kind);
+		return;
 	}
+	if (kind == NJ_KIND_TCP_ESTABLISHED)
+		ev.established_ns = now;
 	if (skops->is_fullsock) {
 		ev.srtt_us = skops->srtt_us >> 3;
 		ev.total_retrans = skops->total_retrans;

@@ -244,7 +244,7 @@ pub async fn run_agent_with(config: AgentConfig, mut hooks: RunHooks) -> Result<
             shutdown_rx.clone(),
         ));
     }
-    let converter = Converter::new(clock, node);
+    let converter = Converter::new(clock, node, config.probes.agent_tgid);
     let drain = tokio::spawn(nightjar_loader::ringbuf::drain(
         ring,
         converter,

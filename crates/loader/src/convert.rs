@@ -193,11 +193,13 @@ fn sockaddr(addr: &nj_sockaddr) -> Option<SockAddr> {
 }
 
 impl Converter {
-    pub fn new(clock: BootClock, node: Arc<str>) -> Self {
+    /// `agent_tgid` is the agent's own process as the kernel side knows it
+    /// (`ProbeConfig::agent_tgid`): the TCP connections it accepts are not reported.
+    pub fn new(clock: BootClock, node: Arc<str>, agent_tgid: u32) -> Self {
         Self {
             clock,
             node,
-            tcp: TcpConns::new(TCP_CONNS_MAX, std::process::id()),
+            tcp: TcpConns::new(TCP_CONNS_MAX, agent_tgid),
         }
     }
 
@@ -570,7 +572,7 @@ mod tests {
             .chain(kinds::<nj_cgroup_event>())
             .chain(kinds::<nj_connect_policy_event>())
             .chain(kinds::<nj_tcp_event>());
-        let mut converter = Converter::new(BootClock::with_offset(0), Arc::from("n"));
+        let mut converter = Converter::new(BootClock::with_offset(0), Arc::from("n"), 0);
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut converted = 0;
         for (kind, size) in all {
@@ -618,7 +620,7 @@ mod tests {
     /// A failed connect() forgets its announced connection, unless the connection goes on.
     #[test]
     fn failed_connect_ends_the_connection_it_announced() {
-        let mut converter = Converter::new(BootClock::with_offset(0), Arc::from("n"));
+        let mut converter = Converter::new(BootClock::with_offset(0), Arc::from("n"), 0);
         for (cookie, ret) in [(10, -101i64), (11, -115)] {
             let mut follow = tcp_record(NJ_KIND_TCP_FOLLOW);
             follow.cookie = cookie;

@@ -1,9 +1,9 @@
 //! The TCP connections Nightjar follows, joined here rather than in a kernel map.
 //!
 //! The kernel names every TCP record by its socket cookie and keeps nothing per connection
-//! (abi/flow.h): a hash-map update and delete per socket cost more than all of a connection's
-//! other programs together (BENCHMARKS.md, "Connection owners joined in the agent"). So the
-//! owner, start and establishment times live here, keyed by cookie:
+//! (abi/flow.h): the hash-map updates, deletes and lookups that did this in the kernel were a
+//! fifth to a third of a connection's BPF time (BENCHMARKS.md, "Connection owners joined in the
+//! agent"). So the owner, start and establishment times live here, keyed by cookie:
 //!
 //! - `tcp_follow` (never an event) starts a connection: from the connect hook, with its
 //!   owner; or at passive establishment, ownerless, with the listener's cgroup;
@@ -84,9 +84,13 @@ impl TcpConns {
     /// start (no route, no local port...) leaves a socket sock_ops never closes, so it is
     /// forgotten here; a refused or timed-out connect was closed before its syscall returned.
     pub fn connect_returned(&mut self, cookie: u64, ret: i64) {
-        // EINTR, EALREADY, EISCONN, EINPROGRESS: the connection goes on.
-        const GOES_ON: [i64; 4] = [4, 114, 106, 115];
-        if ret < 0 && !GOES_ON.contains(&-ret) {
+        const GOES_ON: [i32; 4] = [
+            libc::EINTR,
+            libc::EALREADY,
+            libc::EISCONN,
+            libc::EINPROGRESS,
+        ];
+        if ret < 0 && !GOES_ON.iter().any(|&errno| i64::from(errno) == -ret) {
             self.conns.pop(&cookie);
         }
     }
@@ -123,8 +127,8 @@ impl TcpConns {
             direction: ev.direction,
             owner: ev.owner,
         };
-        // A full table forgets its least recently seen connection; a reused cookie (never,
-        // while the socket lives) replaces its entry and loses nothing.
+        // A full table forgets its least recently seen connection; a socket announced again
+        // (connect() once more after a failed one) replaces its own entry and loses nothing.
         if let Some((cookie, _)) = self.conns.push(ev.cookie, conn) {
             if cookie != ev.cookie {
                 self.evicted += 1;

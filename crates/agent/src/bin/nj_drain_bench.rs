@@ -112,7 +112,7 @@ fn main() -> Result<()> {
     );
     let (tx, rx) = mpsc::channel(64);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let converter = Converter::new(BootClock::now(), Arc::from("bench"));
+    let converter = Converter::new(BootClock::now(), Arc::from("bench"), std::process::id());
     let drain = runtime.spawn(nightjar_loader::ringbuf::drain(
         ring,
         converter,
