@@ -33,7 +33,7 @@ static __always_inline bool nj_path_selected(const char *path, bool writes)
 static __always_inline int nj_open_exit(nj_sys_exit_ctx *ctx, __u32 syscall,
 					int path_arg, int flags_arg)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_struct *task = nj_syscall_task(ctx);
 	__u64 args[6];
 
 	if (!nj_task_syscall_args(task, ctx, args))

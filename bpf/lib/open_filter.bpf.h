@@ -86,7 +86,7 @@ static __always_inline bool nj_openat_outside_prefixes(nj_sys_exit_ctx *ctx, str
 {
 	if (!nj_file_filter_enabled || NJ_RET(ctx) < 0)
 		return false;
-	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_struct *task = nj_syscall_task(ctx);
 	struct file *file = nj_task_file(task, NJ_RET(ctx));
 	if (!file)
 		return false;

@@ -157,7 +157,7 @@ NJ_SOCK_SYSCALL(listen, nj_listen_exit(ctx, args))
 	NJ_SYSCALL_EXIT(name)                                                             \
 	{                                                                                 \
 		__u64 args[6] = {}; /* read only when traced, but all initialized */      \
-		struct task_struct *task = bpf_get_current_task_btf();                    \
+		struct task_struct *task = nj_syscall_task(ctx);                          \
 		if (nj_ia32_misrouted(task, nj_syscall_regs(ctx)))                        \
 			return 0;                                                         \
 		bool traced = nj_task_syscall_args(task, ctx, args);                      \

@@ -39,7 +39,7 @@ int nj_sys_exit(nj_sys_exit_ctx *ctx)
 		return 0;
 	/* Which ABI the syscall came through costs a helper call: asked only when it matters. */
 	if (nj_sys_exit_traced(nj_sys_exit_ia32_traced, nr)) {
-		if (nj_syscall_is_ia32()) {
+		if (nj_task_in_ia32_syscall(nj_syscall_task(ctx))) {
 			bpf_tail_call(ctx, &nj_sys_exit_ia32_progs, (__u32)nr);
 			return 0;
 		}

@@ -161,6 +161,9 @@ fn file_events_with_resolved_paths_and_prefix_filter_probe_read() {
     check_file_events(KernelReads::ProbeRead);
 }
 
+/// Opens each of the two processes of `nj-trigger pingpong-open` makes.
+const PINGPONG_OPENS: usize = 200;
+
 fn check_file_events(reads: KernelReads) {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
@@ -281,8 +284,42 @@ fn check_file_events(reads: KernelReads) {
     let shm_other_file = shm_other.join("f");
     let (shm_other_pid, fd) = cg.trigger(&["create", shm_other_file.to_str().unwrap()]);
     assert!(fd >= 0);
+    // Two processes on one CPU taking turns to open: every open follows the other's syscalls,
+    // so each must resolve against its own task (the kernel side remembers the last one).
+    let pingpong_parent = inside.join("pingpong-parent");
+    let pingpong_child = inside.join("pingpong-child");
+    std::fs::create_dir(&pingpong_parent).unwrap();
+    std::fs::create_dir(&pingpong_child).unwrap();
+    let (pingpong_pid, pingpong_lines) = trigger_lines(
+        &cg,
+        &[
+            "pingpong-open",
+            &PINGPONG_OPENS.to_string(),
+            pingpong_parent.to_str().unwrap(),
+            pingpong_child.to_str().unwrap(),
+        ],
+    );
+    let pingpong_child_pid: u32 = pingpong_lines[0].parse().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let events = agent.stop();
+
+    for (pid, dir) in [
+        (pingpong_pid, &pingpong_parent),
+        (pingpong_child_pid, &pingpong_child),
+    ] {
+        let mut paths: Vec<String> = of(&events, "file_open", pid)
+            .iter()
+            .filter_map(|e| e["path"].as_str())
+            .filter(|p| p.contains("/pingpong-"))
+            .map(str::to_string)
+            .collect();
+        paths.sort();
+        let mut expected: Vec<String> = (0..PINGPONG_OPENS)
+            .map(|i| dir.join(format!("pingpong-{i}")).display().to_string())
+            .collect();
+        expected.sort();
+        assert_eq!(paths, expected, "pid {pid}");
+    }
 
     // The flipped openat2 calls: reported exactly when the kernel opened for writing.
     // (The loader's own opens under /etc come from the same process.)

@@ -62,6 +62,68 @@ fn unaccepted(addr: &str) -> i64 {
     i64::from(listening.port())
 }
 
+/// Two processes on one CPU taking turns (over pipes) to create `count` files each, relative
+/// to their own directory: the parent in `parent_dir`, a forked child in `child_dir`. Each
+/// open is the first syscall exit on that CPU since the other process's, so an agent that
+/// remembered the wrong task across a switch would resolve it against the other's files.
+/// Prints the child's pid; returns the opens that succeeded in the parent.
+fn pingpong_open(count: usize, parent_dir: &str, child_dir: &str) -> i64 {
+    // The baton: one byte over a pipe; whoever holds it creates its next file.
+    fn pass(fd: i32) -> bool {
+        // SAFETY: one byte to a pipe end this process owns.
+        unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) == 1 }
+    }
+    fn wait(fd: i32) -> bool {
+        let mut byte = [0u8];
+        // SAFETY: one byte from a pipe end this process owns.
+        unsafe { libc::read(fd, byte.as_mut_ptr().cast(), 1) == 1 }
+    }
+    fn create(i: usize) -> bool {
+        let name = cstr(&format!("pingpong-{i}"));
+        // SAFETY: a valid C string; the descriptor is closed at once.
+        unsafe {
+            let fd = libc::open(name.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o644);
+            fd >= 0 && libc::close(fd) == 0
+        }
+    }
+    let (mut to_child, mut to_parent) = ([0i32; 2], [0i32; 2]);
+    // SAFETY: pipe, fork, sched_setaffinity and chdir on this process and its own child; the
+    // child only makes syscalls and leaves with _exit.
+    unsafe {
+        let mut cpu0: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut cpu0);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &cpu0) != 0
+            || libc::pipe(to_child.as_mut_ptr()) != 0
+            || libc::pipe(to_parent.as_mut_ptr()) != 0
+        {
+            return -1;
+        }
+        let child = libc::fork();
+        if child == 0 {
+            let ok = libc::chdir(cstr(child_dir).as_ptr()) == 0
+                && (0..count).all(|i| wait(to_child[0]) && create(i) && pass(to_parent[1]));
+            libc::_exit(i32::from(!ok));
+        }
+        if child < 0 || libc::chdir(cstr(parent_dir).as_ptr()) != 0 {
+            return -1;
+        }
+        println!("{child}");
+        let mut created = 0;
+        for i in 0..count {
+            created += i64::from(create(i));
+            if !(pass(to_child[1]) && wait(to_parent[0])) {
+                break;
+            }
+        }
+        let mut status = 0;
+        libc::waitpid(child, &mut status, 0);
+        if status != 0 {
+            return -1;
+        }
+        created
+    }
+}
+
 fn tcp_send(addr: &str, count: usize, size: usize) -> i64 {
     use std::io::{Read, Write};
     let payload = vec![0x6bu8; size];
@@ -284,6 +346,8 @@ fn main() -> ExitCode {
             // unaccepted ADDR: a connection queued on a listener that closes without accepting
             // it (the kernel resets it); prints the listener's port.
             "unaccepted" => unaccepted(arg(&args, 1)),
+            // pingpong-open COUNT PARENT_DIR CHILD_DIR: see pingpong_open; prints the child's pid.
+            "pingpong-open" => pingpong_open(num(&args, 1) as usize, arg(&args, 2), arg(&args, 3)),
             // udp-send ADDR COUNT SIZE: COUNT datagrams of SIZE payload bytes.
             "udp-send" => {
                 let socket = std::net::UdpSocket::bind(if arg(&args, 1).starts_with('[') {
