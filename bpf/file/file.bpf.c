@@ -93,24 +93,92 @@ static __always_inline int nj_open_exit(nj_sys_exit_ctx *ctx, __u32 syscall,
 	return 0;
 }
 
-/* Syscalls with one or two path arguments reported as passed. */
-static __always_inline int nj_path_exit(nj_sys_exit_ctx *ctx, __u16 kind,
-					__u32 syscall, int path0, int path1)
+/* The dirfd value that stands for the cwd (linux/fcntl.h). */
+#define NJ_AT_FDCWD -100
+
+/*
+ * Writes into @out the directory a relative path argument was resolved against: the file of
+ * the directory descriptor in argument @dfd_arg of an *at call, or the cwd (no such argument,
+ * or AT_FDCWD). The kernel's own state at exit, not the caller's memory. Returns header
+ * flags, with a cut path flagged @truncated_flag.
+ */
+static __always_inline __u32 nj_resolve_base(struct task_struct *task, int dfd_arg,
+					     const __u64 *args, char *out, __u32 truncated_flag)
 {
+	__u32 flags;
+
+	out[0] = 0;
+	if (dfd_arg >= 0 && (__s32)args[dfd_arg & 7] != NJ_AT_FDCWD) {
+		struct file *dir = nj_task_file(task, (__s32)args[dfd_arg & 7]);
+		if (!dir)
+			return NJ_FLAG_READ_FAILED;
+		flags = nj_resolve_path(__builtin_preserve_access_index(&dir->f_path), out);
+	} else {
+		struct fs_struct *fs = task->fs;
+		flags = nj_resolve_path(__builtin_preserve_access_index(&fs->pwd), out);
+	}
+	if (flags & NJ_FLAG_PATH_TRUNCATED)
+		flags = (flags & ~NJ_FLAG_PATH_TRUNCATED) | truncated_flag;
+	return flags;
+}
+
+/*
+ * Reads path argument @path_arg into @str and, when it is relative (or empty, as with
+ * AT_EMPTY_PATH), its base directory into @dir. Returns header flags.
+ */
+static __always_inline __u32 nj_path_arg(struct task_struct *task, const __u64 *args,
+					 int path_arg, int dfd_arg, char *str, char *dir,
+					 __u32 truncated_flag)
+{
+	__u64 user_ptr = args[path_arg & 7];
+	__u32 flags = nj_read_user_str(str, user_ptr, truncated_flag);
+
+	dir[0] = 0;
+	if (user_ptr && !(flags & NJ_FLAG_READ_FAILED) && str[0] != '/')
+		flags |= nj_resolve_base(task, dfd_arg, args, dir, truncated_flag);
+	return flags;
+}
+
+/* A path record: the generic record started by nj_begin_syscall_event, grown to its size. */
+static __always_inline struct nj_path_event *nj_begin_path_event(__u16 kind, __u32 syscall,
+								 __s64 ret, const __u64 *args,
+								 __u32 ptr_mask)
+{
+	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, ret, args, ptr_mask);
+	if (!ev)
+		return NULL;
+	/* The generic record is the first member of both, in the same scratch union. */
+	struct nj_path_event *pev = (struct nj_path_event *)ev;
+	pev->sys.hdr.size = sizeof(*pev);
+	pev->dir0[0] = 0;
+	pev->dir1[0] = 0;
+	return pev;
+}
+
+/*
+ * Syscalls with one or two path arguments: each as passed, with the directory a relative one
+ * was resolved against (@dfd0, @dfd1: the argument holding its dirfd, or -1 for the cwd).
+ */
+static __always_inline int nj_path_exit(nj_sys_exit_ctx *ctx, __u16 kind, __u32 syscall,
+					int path0, int dfd0, int path1, int dfd1)
+{
+	struct task_struct *task = nj_syscall_task(ctx);
 	__u64 args[6];
 
-	if (!nj_syscall_args(ctx, args))
+	if (!nj_task_syscall_args(task, ctx, args))
 		return 0;
 
 	__u32 mask = (path0 >= 0 ? 1u << path0 : 0) | (path1 >= 0 ? 1u << path1 : 0);
-	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, NJ_RET(ctx), args, mask);
+	struct nj_path_event *ev = nj_begin_path_event(kind, syscall, NJ_RET(ctx), args, mask);
 	if (!ev)
 		return 0;
 	if (path0 >= 0)
-		ev->hdr.flags |= NJ_FLAG_PATH_AS_PASSED |
-				 nj_read_user_str(ev->str0, args[path0 & 7], NJ_FLAG_PATH_TRUNCATED);
+		ev->sys.hdr.flags |= NJ_FLAG_PATH_AS_PASSED |
+				     nj_path_arg(task, args, path0, dfd0, ev->sys.str0, ev->dir0,
+						 NJ_FLAG_PATH_TRUNCATED);
 	if (path1 >= 0)
-		ev->hdr.flags |= nj_read_user_str(ev->str1, args[path1 & 7], NJ_FLAG_PATH2_TRUNCATED);
+		ev->sys.hdr.flags |= nj_path_arg(task, args, path1, dfd1, ev->sys.str1, ev->dir1,
+						 NJ_FLAG_PATH2_TRUNCATED);
 	nj_submit(ev, sizeof(*ev), kind);
 	return 0;
 }
@@ -123,13 +191,13 @@ static __always_inline int nj_fd_exit(nj_sys_exit_ctx *ctx, __u16 kind,
 
 	if (!nj_syscall_args(ctx, args))
 		return 0;
-	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, NJ_RET(ctx), args, 0);
+	struct nj_path_event *ev = nj_begin_path_event(kind, syscall, NJ_RET(ctx), args, 0);
 	if (!ev)
 		return 0;
 	struct file *file = nj_file_from_fd(args[0]);
 	if (file)
-		ev->hdr.flags |=
-			nj_resolve_path(__builtin_preserve_access_index(&file->f_path), ev->str0);
+		ev->sys.hdr.flags |= nj_resolve_path(
+			__builtin_preserve_access_index(&file->f_path), ev->sys.str0);
 	nj_submit(ev, sizeof(*ev), kind);
 	return 0;
 }
@@ -140,10 +208,11 @@ static __always_inline int nj_fd_exit(nj_sys_exit_ctx *ctx, __u16 kind,
 		return nj_open_exit(ctx, id, path_arg, flags_arg);                        \
 	}
 
-#define NJ_PATHS(name, kind, id, path0, path1)                                            \
+/* path0/path1: argument index of each path (-1: none); dfd0/dfd1: of its dirfd (-1: cwd). */
+#define NJ_PATHS(name, kind, id, path0, dfd0, path1, dfd1)                                \
 	NJ_SYSCALL_EXIT(name)                                                             \
 	{                                                                                 \
-		return nj_path_exit(ctx, kind, id, path0, path1);                         \
+		return nj_path_exit(ctx, kind, id, path0, dfd0, path1, dfd1);             \
 	}
 
 #define NJ_FD(name, kind, id)                                                             \
@@ -156,18 +225,18 @@ NJ_OPEN(open, NJ_SYS_OPEN, 0, 1)
 NJ_OPEN(openat, NJ_SYS_OPENAT, 1, 2)
 NJ_OPEN(openat2, NJ_SYS_OPENAT2, 1, 2)
 
-NJ_PATHS(unlink, NJ_KIND_FILE_UNLINK, NJ_SYS_UNLINK, 0, -1)
-NJ_PATHS(unlinkat, NJ_KIND_FILE_UNLINK, NJ_SYS_UNLINKAT, 1, -1)
-NJ_PATHS(rmdir, NJ_KIND_FILE_UNLINK, NJ_SYS_RMDIR, 0, -1)
-NJ_PATHS(rename, NJ_KIND_FILE_RENAME, NJ_SYS_RENAME, 0, 1)
-NJ_PATHS(renameat, NJ_KIND_FILE_RENAME, NJ_SYS_RENAMEAT, 1, 3)
-NJ_PATHS(renameat2, NJ_KIND_FILE_RENAME, NJ_SYS_RENAMEAT2, 1, 3)
-NJ_PATHS(chmod, NJ_KIND_FILE_CHMOD, NJ_SYS_CHMOD, 0, -1)
-NJ_PATHS(fchmodat, NJ_KIND_FILE_CHMOD, NJ_SYS_FCHMODAT, 1, -1)
+NJ_PATHS(unlink, NJ_KIND_FILE_UNLINK, NJ_SYS_UNLINK, 0, -1, -1, -1)
+NJ_PATHS(unlinkat, NJ_KIND_FILE_UNLINK, NJ_SYS_UNLINKAT, 1, 0, -1, -1)
+NJ_PATHS(rmdir, NJ_KIND_FILE_UNLINK, NJ_SYS_RMDIR, 0, -1, -1, -1)
+NJ_PATHS(rename, NJ_KIND_FILE_RENAME, NJ_SYS_RENAME, 0, -1, 1, -1)
+NJ_PATHS(renameat, NJ_KIND_FILE_RENAME, NJ_SYS_RENAMEAT, 1, 0, 3, 2)
+NJ_PATHS(renameat2, NJ_KIND_FILE_RENAME, NJ_SYS_RENAMEAT2, 1, 0, 3, 2)
+NJ_PATHS(chmod, NJ_KIND_FILE_CHMOD, NJ_SYS_CHMOD, 0, -1, -1, -1)
+NJ_PATHS(fchmodat, NJ_KIND_FILE_CHMOD, NJ_SYS_FCHMODAT, 1, 0, -1, -1)
 NJ_FD(fchmod, NJ_KIND_FILE_CHMOD, NJ_SYS_FCHMOD)
-NJ_PATHS(chown, NJ_KIND_FILE_CHOWN, NJ_SYS_CHOWN, 0, -1)
-NJ_PATHS(lchown, NJ_KIND_FILE_CHOWN, NJ_SYS_LCHOWN, 0, -1)
-NJ_PATHS(fchownat, NJ_KIND_FILE_CHOWN, NJ_SYS_FCHOWNAT, 1, -1)
+NJ_PATHS(chown, NJ_KIND_FILE_CHOWN, NJ_SYS_CHOWN, 0, -1, -1, -1)
+NJ_PATHS(lchown, NJ_KIND_FILE_CHOWN, NJ_SYS_LCHOWN, 0, -1, -1, -1)
+NJ_PATHS(fchownat, NJ_KIND_FILE_CHOWN, NJ_SYS_FCHOWNAT, 1, 0, -1, -1)
 NJ_FD(fchown, NJ_KIND_FILE_CHOWN, NJ_SYS_FCHOWN)
 
 char LICENSE[] SEC("license") = "GPL";

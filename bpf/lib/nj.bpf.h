@@ -48,6 +48,7 @@ struct {
 union nj_any_event {
 	struct nj_exec_event exec;
 	struct nj_syscall_event sys;
+	struct nj_path_event path;
 	struct nj_sock_event sock;
 	struct nj_fork_event fork;
 	struct nj_exit_event exit;

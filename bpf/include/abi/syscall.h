@@ -88,6 +88,19 @@ struct nj_syscall_event {
 	char str1[NJ_STR_MAX];
 };
 
+/*
+ * Record of the path syscalls (file_unlink, file_rename, file_chmod, file_chown): the generic
+ * record, plus the directory each relative path argument was resolved against (the cwd, or
+ * the directory descriptor of an *at call), resolved by the kernel at syscall exit. Empty for
+ * an absolute path or no path. 1120 bytes.
+ */
+struct nj_path_event {
+	struct nj_syscall_event sys;
+	/* Base directory of str0, of str1. */
+	char dir0[NJ_PATH_MAX];
+	char dir1[NJ_PATH_MAX];
+};
+
 /* Address families as the kernel numbers them (AF_*). */
 #define NJ_AF_UNIX 1
 #define NJ_AF_INET 2

@@ -353,6 +353,32 @@ impl Default for nj_syscall_event {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nj_path_event {
+    pub sys: nj_syscall_event,
+    pub dir0: [::core::ffi::c_char; 256usize],
+    pub dir1: [::core::ffi::c_char; 256usize],
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nj_path_event"][::core::mem::size_of::<nj_path_event>() - 1120usize];
+    ["Alignment of nj_path_event"][::core::mem::align_of::<nj_path_event>() - 8usize];
+    ["Offset of field: nj_path_event::sys"][::core::mem::offset_of!(nj_path_event, sys) - 0usize];
+    ["Offset of field: nj_path_event::dir0"]
+        [::core::mem::offset_of!(nj_path_event, dir0) - 608usize];
+    ["Offset of field: nj_path_event::dir1"]
+        [::core::mem::offset_of!(nj_path_event, dir1) - 864usize];
+};
+impl Default for nj_path_event {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nj_sockaddr {
     pub family: __u16,
     pub port: __u16,

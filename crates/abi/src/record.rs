@@ -50,10 +50,6 @@ unsafe impl Record for nj_exit_event {
 unsafe impl Record for nj_syscall_event {
     const KINDS: &'static [u32] = &[
         NJ_KIND_FILE_OPEN,
-        NJ_KIND_FILE_UNLINK,
-        NJ_KIND_FILE_RENAME,
-        NJ_KIND_FILE_CHMOD,
-        NJ_KIND_FILE_CHOWN,
         NJ_KIND_CRED_CHANGE,
         NJ_KIND_PTRACE,
         NJ_KIND_KILL,
@@ -63,6 +59,14 @@ unsafe impl Record for nj_syscall_event {
         NJ_KIND_BPF,
         NJ_KIND_MEMFD_CREATE,
         NJ_KIND_NAMESPACE,
+    ];
+}
+unsafe impl Record for nj_path_event {
+    const KINDS: &'static [u32] = &[
+        NJ_KIND_FILE_UNLINK,
+        NJ_KIND_FILE_RENAME,
+        NJ_KIND_FILE_CHMOD,
+        NJ_KIND_FILE_CHOWN,
     ];
 }
 unsafe impl Record for nj_sock_event {
@@ -97,6 +101,7 @@ pub enum RawRecord {
     Fork(nj_fork_event),
     Exit(nj_exit_event),
     Syscall(Box<nj_syscall_event>),
+    Path(Box<nj_path_event>),
     Sock(Box<nj_sock_event>),
     Cgroup(Box<nj_cgroup_event>),
     ConnectPolicy(Box<nj_connect_policy_event>),
@@ -110,6 +115,7 @@ impl RawRecord {
             RawRecord::Fork(r) => &r.hdr,
             RawRecord::Exit(r) => &r.hdr,
             RawRecord::Syscall(r) => &r.hdr,
+            RawRecord::Path(r) => &r.sys.hdr,
             RawRecord::Sock(r) => &r.hdr,
             RawRecord::Cgroup(r) => &r.hdr,
             RawRecord::ConnectPolicy(r) => &r.hdr,
@@ -157,6 +163,8 @@ pub fn decode(bytes: &[u8]) -> Result<RawRecord, DecodeError> {
             header.kind,
             bytes,
         )?)))
+    } else if in_kinds(nj_path_event::KINDS) {
+        Ok(RawRecord::Path(Box::new(read_exact(header.kind, bytes)?)))
     } else if in_kinds(nj_sock_event::KINDS) {
         Ok(RawRecord::Sock(Box::new(read_exact(header.kind, bytes)?)))
     } else if in_kinds(nj_connect_policy_event::KINDS) {
@@ -206,6 +214,7 @@ mod tests {
             size_of::<nj_fork_event>(),
             size_of::<nj_exit_event>(),
             size_of::<nj_syscall_event>(),
+            size_of::<nj_path_event>(),
             size_of::<nj_sock_event>(),
             size_of::<nj_sockaddr>(),
             size_of::<nj_cgroup_event>(),
@@ -217,6 +226,7 @@ mod tests {
         assert_eq!(size_of::<nj_event_header>(), 32);
         // Records must fit the 16-bit size field of the header.
         assert!(size_of::<nj_exec_event>() < usize::from(u16::MAX));
+        assert!(size_of::<nj_path_event>() < usize::from(u16::MAX));
     }
 
     #[test]

@@ -247,6 +247,15 @@ fn check_file_events(reads: KernelReads) {
     let (chown_pid, _) = cg.trigger(&["chown", a.to_str().unwrap(), "65534", "4294967295"]);
     let (rename_pid, _) = cg.trigger(&["rename", a.to_str().unwrap(), b.to_str().unwrap()]);
     let (unlink_pid, _) = cg.trigger(&["unlink", b.to_str().unwrap()]);
+    // Relative paths: against the cwd, and against a directory descriptor (unlinkat).
+    std::fs::write(inside.join("rel.txt"), b"x").unwrap();
+    let rel_chmod_pid = trigger_in(&cg, &inside, &["chmod", "rel.txt", "0o600"]);
+    let rel_rename_pid = trigger_in(&cg, &inside, &["rename", "rel.txt", "./moved.txt"]);
+    let rel_unlink_pid = trigger_in(
+        &cg,
+        &base,
+        &["unlinkat-in", inside.to_str().unwrap(), "moved.txt"],
+    );
     // The same open through the 32-bit syscall ABI (int 0x80): another syscall table.
     let ia32_path = inside.join("ia32.txt");
     let (ia32_pid, ia32_fd) = cg.trigger(&["ia32-create", ia32_path.to_str().unwrap()]);
@@ -479,6 +488,18 @@ fn check_file_events(reads: KernelReads) {
     let unlink = one(&events, "file_unlink", unlink_pid);
     assert_eq!(unlink["path"], b.to_str().unwrap());
     assert_eq!(unlink["ret"], 0);
+
+    // Relative paths come back joined to the directory the kernel resolved them against.
+    let rel_txt = inside.join("rel.txt").display().to_string();
+    let moved_txt = inside.join("moved.txt").display().to_string();
+    assert_eq!(one(&events, "file_chmod", rel_chmod_pid)["path"], rel_txt);
+    let rel_rename = one(&events, "file_rename", rel_rename_pid);
+    assert_eq!(rel_rename["path"], rel_txt);
+    assert_eq!(rel_rename["new_path"], moved_txt);
+    let rel_unlink = one(&events, "file_unlink", rel_unlink_pid);
+    assert_eq!(rel_unlink["syscall"], "unlinkat");
+    assert_eq!(rel_unlink["path"], moved_txt);
+    assert_eq!(rel_unlink["ret"], 0);
 }
 
 #[test]
@@ -801,6 +822,22 @@ fn check_network_syscalls(reads: KernelReads) {
 
 /// Runs nj-trigger with `args` in `cg`; returns its pid and the lines it printed before the
 /// last (which is the result `TestCgroup::trigger` parses).
+/// Runs an nj-trigger action in `cg` with `dir` as its cwd; returns its pid.
+fn trigger_in(cg: &TestCgroup, dir: &std::path::Path, args: &[&str]) -> u32 {
+    let child = cg
+        .command(env!("CARGO_BIN_EXE_nj-trigger"))
+        .current_dir(dir)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = output_within(child, TRIGGER_LIMIT, &format!("nj-trigger {args:?}"));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "{args:?}");
+    pid
+}
+
 fn trigger_lines(cg: &TestCgroup, args: &[&str]) -> (u32, Vec<String>) {
     let child = cg
         .command(env!("CARGO_BIN_EXE_nj-trigger"))

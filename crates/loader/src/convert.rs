@@ -235,6 +235,7 @@ impl Converter {
             },
             RawRecord::Exit(ev) => exit_body(&ev),
             RawRecord::Syscall(ev) => syscall_body(&ev)?,
+            RawRecord::Path(ev) => path_body(&ev)?,
             RawRecord::Sock(ev) => sock_body(&ev)?,
             RawRecord::ConnectPolicy(ev) => EventBody::ConnectPolicy {
                 verdict: if ev.action == NJ_CONNECT_DENY {
@@ -306,6 +307,42 @@ fn exit_body(ev: &nj_exit_event) -> EventBody {
         core_dumped: status & 0x80 != 0,
         start_time_ns: ev.start_time_ns,
     }
+}
+
+/// A path syscall's body, each relative path joined to the directory the kernel resolved it
+/// against (`dir0`, `dir1`; empty for an absolute path).
+fn path_body(ev: &nj_path_event) -> Result<EventBody, ConvertError> {
+    let mut body = syscall_body(&ev.sys)?;
+    let (dir0, dir1) = (string(&ev.dir0), string(&ev.dir1));
+    match &mut body {
+        EventBody::FileUnlink { path, .. }
+        | EventBody::FileChmod { path, .. }
+        | EventBody::FileChown { path, .. } => *path = under_dir(&dir0, path),
+        EventBody::FileRename { path, new_path, .. } => {
+            *path = under_dir(&dir0, path);
+            *new_path = under_dir(&dir1, new_path);
+        }
+        _ => {}
+    }
+    Ok(body)
+}
+
+/// `relative` as seen from directory `dir` (absolute), "." components dropped; `relative`
+/// unchanged when `dir` is empty (an absolute path, or a directory the kernel could not
+/// resolve). ".." stays: what it names depends on symlinks the agent cannot see.
+fn under_dir(dir: &str, relative: &str) -> String {
+    if dir.is_empty() {
+        return relative.to_string();
+    }
+    let mut out = dir.trim_end_matches('/').to_string();
+    for part in relative.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        out.push('/');
+        out.push_str(part);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
 }
 
 fn syscall_body(ev: &nj_syscall_event) -> Result<EventBody, ConvertError> {
@@ -568,6 +605,7 @@ mod tests {
             .chain(kinds::<nj_fork_event>())
             .chain(kinds::<nj_exit_event>())
             .chain(kinds::<nj_syscall_event>())
+            .chain(kinds::<nj_path_event>())
             .chain(kinds::<nj_sock_event>())
             .chain(kinds::<nj_cgroup_event>())
             .chain(kinds::<nj_connect_policy_event>())
@@ -587,7 +625,10 @@ mod tests {
                 bytes[0..2].copy_from_slice(&(kind as u16).to_ne_bytes());
                 bytes[2..4].copy_from_slice(&(size as u16).to_ne_bytes());
                 // Half the rounds use a valid syscall id so the body conversion runs.
-                if round % 2 == 0 && size == core::mem::size_of::<nj_syscall_event>() {
+                // (A path record starts with a generic one: same offset.)
+                let syscall_sized = size == core::mem::size_of::<nj_syscall_event>()
+                    || size == core::mem::size_of::<nj_path_event>();
+                if round % 2 == 0 && syscall_sized {
                     let id = [NJ_SYS_OPENAT, NJ_SYS_FCHOWNAT, NJ_SYS_TGKILL, NJ_SYS_SETNS]
                         [(round / 2) % 4];
                     let at = core::mem::offset_of!(nj_syscall_event, syscall);
@@ -681,6 +722,41 @@ mod tests {
                 assert_eq!((c.direction, c.owner), ("inbound", "accept"));
                 assert_eq!(c.handshake_us, None);
                 assert_eq!(c.outcome, None);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn c_chars<const N: usize>(text: &str) -> [core::ffi::c_char; N] {
+        let mut out = [0 as core::ffi::c_char; N];
+        for (dst, src) in out.iter_mut().zip(text.bytes()) {
+            *dst = src as core::ffi::c_char;
+        }
+        out
+    }
+
+    #[test]
+    fn relative_paths_are_joined_to_their_directory() {
+        assert_eq!(under_dir("", "a.txt"), "a.txt");
+        assert_eq!(under_dir("/home/u", "a.txt"), "/home/u/a.txt");
+        assert_eq!(under_dir("/home/u", "./d/./a.txt"), "/home/u/d/a.txt");
+        assert_eq!(under_dir("/home/u", "../a.txt"), "/home/u/../a.txt");
+        assert_eq!(under_dir("/", "etc/passwd"), "/etc/passwd");
+        assert_eq!(under_dir("/", ""), "/");
+        // AT_EMPTY_PATH: the path is the directory descriptor's file itself.
+        assert_eq!(under_dir("/tmp/f", ""), "/tmp/f");
+
+        // renameat(dfd, "a", AT_FDCWD, "/abs/b"): only the relative one has a directory.
+        let mut ev = nj_path_event::default();
+        ev.sys.hdr.kind = NJ_KIND_FILE_RENAME as u16;
+        ev.sys.syscall = NJ_SYS_RENAMEAT;
+        ev.sys.str0 = c_chars("a");
+        ev.sys.str1 = c_chars("/abs/b");
+        ev.dir0 = c_chars("/srv/data");
+        match path_body(&ev).unwrap() {
+            EventBody::FileRename { path, new_path, .. } => {
+                assert_eq!(path, "/srv/data/a");
+                assert_eq!(new_path, "/abs/b");
             }
             other => panic!("{other:?}"),
         }

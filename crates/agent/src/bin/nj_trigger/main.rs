@@ -265,6 +265,16 @@ fn main() -> ExitCode {
                 libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
                 0o640,
             ),
+            // unlinkat-in DIR NAME: unlinkat on a descriptor of DIR, NAME relative to it.
+            "unlinkat-in" => {
+                let dir = libc::open(
+                    cstr(arg(&args, 1)).as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY,
+                );
+                let ret = libc::unlinkat(dir, cstr(arg(&args, 2)).as_ptr(), 0) as i64;
+                libc::close(dir);
+                ret
+            }
             "rename" => {
                 libc::rename(cstr(arg(&args, 1)).as_ptr(), cstr(arg(&args, 2)).as_ptr()) as i64
             }
