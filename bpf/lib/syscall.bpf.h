@@ -70,8 +70,8 @@ struct {
  *
  * Why a hit is the current task: the registers sit at the top of the returning task's kernel
  * stack, so equal registers mean the same stack; a stack belongs to one live task, and a task
- * whose stack field still points at it is that task (the kernel clears the field before it
- * frees or reuses a stack). A memo that went stale (its task exited) fails that check and is
+ * whose stack field still points at it is that task (free_thread_stack clears the field as it
+ * hands the stack to this CPU's cache, before any fork here can take it). A memo that went stale (its task exited) fails that check and is
  * refilled. The pointer is read as untrusted (nj_kcast): loads through it are guarded, so even
  * a freed task_struct reads as data, never a fault.
  */

@@ -820,8 +820,6 @@ fn check_network_syscalls(reads: KernelReads) {
     assert_eq!(accept["remote"]["addr"], "127.0.0.1");
 }
 
-/// Runs nj-trigger with `args` in `cg`; returns its pid and the lines it printed before the
-/// last (which is the result `TestCgroup::trigger` parses).
 /// Runs an nj-trigger action in `cg` with `dir` as its cwd; returns its pid.
 fn trigger_in(cg: &TestCgroup, dir: &std::path::Path, args: &[&str]) -> u32 {
     let child = cg
@@ -838,6 +836,8 @@ fn trigger_in(cg: &TestCgroup, dir: &std::path::Path, args: &[&str]) -> u32 {
     pid
 }
 
+/// Runs nj-trigger with `args` in `cg`; returns its pid and the lines it printed before the
+/// last (which is the result `TestCgroup::trigger` parses).
 fn trigger_lines(cg: &TestCgroup, args: &[&str]) -> (u32, Vec<String>) {
     let child = cg
         .command(env!("CARGO_BIN_EXE_nj-trigger"))
