@@ -820,11 +820,14 @@ fn check_network_syscalls(reads: KernelReads) {
     assert_eq!(accept["remote"]["addr"], "127.0.0.1");
 }
 
-/// Runs an nj-trigger action in `cg` with `dir` as its cwd; returns its pid.
-fn trigger_in(cg: &TestCgroup, dir: &std::path::Path, args: &[&str]) -> u32 {
-    let child = cg
-        .command(env!("CARGO_BIN_EXE_nj-trigger"))
-        .current_dir(dir)
+/// Runs nj-trigger with `args` in `cg`, in `cwd` when given; returns its pid and everything
+/// it printed.
+fn run_trigger(cg: &TestCgroup, cwd: Option<&std::path::Path>, args: &[&str]) -> (u32, String) {
+    let mut command = cg.command(env!("CARGO_BIN_EXE_nj-trigger"));
+    if let Some(dir) = cwd {
+        command.current_dir(dir);
+    }
+    let child = command
         .args(args)
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -832,27 +835,22 @@ fn trigger_in(cg: &TestCgroup, dir: &std::path::Path, args: &[&str]) -> u32 {
     let pid = child.id();
     let out = output_within(child, TRIGGER_LIMIT, &format!("nj-trigger {args:?}"));
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "{args:?}");
+    (pid, String::from_utf8(out.stdout).unwrap())
+}
+
+/// Runs an nj-trigger action in `cg` with `dir` as its cwd, which must return 0; returns its
+/// pid.
+fn trigger_in(cg: &TestCgroup, dir: &std::path::Path, args: &[&str]) -> u32 {
+    let (pid, stdout) = run_trigger(cg, Some(dir), args);
+    assert_eq!(stdout.trim(), "0", "{args:?}");
     pid
 }
 
 /// Runs nj-trigger with `args` in `cg`; returns its pid and the lines it printed before the
 /// last (which is the result `TestCgroup::trigger` parses).
 fn trigger_lines(cg: &TestCgroup, args: &[&str]) -> (u32, Vec<String>) {
-    let child = cg
-        .command(env!("CARGO_BIN_EXE_nj-trigger"))
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = output_within(child, TRIGGER_LIMIT, &format!("nj-trigger {args:?}"));
-    assert!(out.status.success(), "{out:?}");
-    let mut lines: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let (pid, stdout) = run_trigger(cg, None, args);
+    let mut lines: Vec<String> = stdout.lines().map(str::to_string).collect();
     lines.pop();
     (pid, lines)
 }
