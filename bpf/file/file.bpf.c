@@ -68,7 +68,7 @@ static __always_inline int nj_open_exit(nj_sys_exit_ctx *ctx, __u32 syscall,
 		return 0;
 
 	struct nj_syscall_event *ev =
-		nj_begin_syscall_event(NJ_KIND_FILE_OPEN, syscall, NJ_RET(ctx), args, 1u << path_arg);
+		nj_begin_syscall_event(ctx, NJ_KIND_FILE_OPEN, syscall, args, 1u << path_arg);
 	if (!ev)
 		return 0;
 	ev->args[flags_arg & 7] = open_flags;
@@ -140,11 +140,11 @@ static __always_inline __u32 nj_path_arg(struct task_struct *task, const __u64 *
 }
 
 /* A path record: the generic record started by nj_begin_syscall_event, grown to its size. */
-static __always_inline struct nj_path_event *nj_begin_path_event(__u16 kind, __u32 syscall,
-								 __s64 ret, const __u64 *args,
+static __always_inline struct nj_path_event *nj_begin_path_event(nj_sys_exit_ctx *ctx, __u16 kind,
+								 __u32 syscall, const __u64 *args,
 								 __u32 ptr_mask)
 {
-	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, ret, args, ptr_mask);
+	struct nj_syscall_event *ev = nj_begin_syscall_event(ctx, kind, syscall, args, ptr_mask);
 	if (!ev)
 		return NULL;
 	/* The generic record is the first member of both, in the same scratch union. */
@@ -169,7 +169,7 @@ static __always_inline int nj_path_exit(nj_sys_exit_ctx *ctx, __u16 kind, __u32 
 		return 0;
 
 	__u32 mask = (path0 >= 0 ? 1u << path0 : 0) | (path1 >= 0 ? 1u << path1 : 0);
-	struct nj_path_event *ev = nj_begin_path_event(kind, syscall, NJ_RET(ctx), args, mask);
+	struct nj_path_event *ev = nj_begin_path_event(ctx, kind, syscall, args, mask);
 	if (!ev)
 		return 0;
 	if (path0 >= 0)
@@ -191,10 +191,10 @@ static __always_inline int nj_fd_exit(nj_sys_exit_ctx *ctx, __u16 kind,
 
 	if (!nj_syscall_args(ctx, args))
 		return 0;
-	struct nj_path_event *ev = nj_begin_path_event(kind, syscall, NJ_RET(ctx), args, 0);
+	struct nj_path_event *ev = nj_begin_path_event(ctx, kind, syscall, args, 0);
 	if (!ev)
 		return 0;
-	struct file *file = nj_file_from_fd(args[0]);
+	struct file *file = nj_syscall_file(ctx, args[0]);
 	if (file)
 		ev->sys.hdr.flags |= nj_resolve_path(
 			__builtin_preserve_access_index(&file->f_path), ev->sys.str0);

@@ -284,10 +284,4 @@ static __always_inline struct file *nj_task_file(struct task_struct *task, __s64
 #endif
 }
 
-/* The struct file behind a descriptor of the current task, or NULL. */
-static __always_inline struct file *nj_file_from_fd(__s64 fd)
-{
-	return nj_task_file(bpf_get_current_task_btf(), fd);
-}
-
 #endif

@@ -5,6 +5,7 @@
 
 #include "nj.bpf.h"
 #include "path.bpf.h"
+#include "syscall.bpf.h"
 
 static __always_inline __u16 nj_ntohs(__u16 v)
 {
@@ -39,10 +40,10 @@ static __always_inline void nj_read_user_sockaddr(struct nj_sockaddr *out, __u64
 	}
 }
 
-/* The struct sock behind a socket descriptor of the current task, or NULL. */
-static __always_inline struct sock *nj_sock_from_fd(__s64 fd)
+/* The struct sock behind a socket descriptor of the task returning to @ctx, or NULL. */
+static __always_inline struct sock *nj_sock_from_fd(nj_sys_exit_ctx *ctx, __s64 fd)
 {
-	struct file *file = nj_file_from_fd(fd);
+	struct file *file = nj_syscall_file(ctx, fd);
 	if (!file)
 		return NULL;
 	/* private_data is a void *: cast to what a socket file keeps there. */

@@ -15,6 +15,7 @@
 
 #include "nj.bpf.h"
 #include "kread.bpf.h"
+#include "path.bpf.h"
 
 /*
  * sys_exit's raw arguments, (struct pt_regs *regs, long ret), as the raw tracepoint passes
@@ -110,9 +111,16 @@ static __always_inline bool nj_task_in_ia32_syscall(struct task_struct *task)
 	return task->thread_info.status & NJ_TS_COMPAT;
 }
 
-static __always_inline bool nj_syscall_is_ia32(void)
+/* Whether the syscall returning to @ctx came through the 32-bit ABI. */
+static __always_inline bool nj_syscall_is_ia32(nj_sys_exit_ctx *ctx)
 {
-	return nj_task_in_ia32_syscall(bpf_get_current_task_btf());
+	return nj_task_in_ia32_syscall(nj_syscall_task(ctx));
+}
+
+/* The struct file behind descriptor @fd of the task whose syscall returns to @ctx, or NULL. */
+static __always_inline struct file *nj_syscall_file(nj_sys_exit_ctx *ctx, __s64 fd)
+{
+	return nj_task_file(nj_syscall_task(ctx), fd);
 }
 
 /*
@@ -246,11 +254,13 @@ static __always_inline __u32 nj_read_user_str(char *dst, __u64 user_ptr, __u32 t
 }
 
 /*
- * Starts a generic syscall record: header, return value, syscall id and the raw arguments
- * with the pointer arguments (mask bit i set) zeroed, so no kernel-side address leaks out.
+ * Starts a generic syscall record of the syscall returning to @ctx: header, return value,
+ * syscall id and the raw arguments with the pointer arguments (mask bit i set) zeroed, so no
+ * kernel-side address leaks out.
  */
 static __always_inline struct nj_syscall_event *
-nj_begin_syscall_event(__u16 kind, __u32 syscall, __s64 ret, const __u64 *args, __u32 ptr_mask)
+nj_begin_syscall_event(nj_sys_exit_ctx *ctx, __u16 kind, __u32 syscall, const __u64 *args,
+		       __u32 ptr_mask)
 {
 	union nj_any_event *any = nj_scratch();
 	if (!any)
@@ -258,9 +268,9 @@ nj_begin_syscall_event(__u16 kind, __u32 syscall, __s64 ret, const __u64 *args, 
 	struct nj_syscall_event *ev = &any->sys;
 
 	nj_fill_header(&ev->hdr, kind, sizeof(*ev));
-	if (nj_syscall_is_ia32())
+	if (nj_syscall_is_ia32(ctx))
 		ev->hdr.flags |= NJ_FLAG_IA32_SYSCALL;
-	ev->ret = ret;
+	ev->ret = NJ_RET(ctx);
 	ev->syscall = syscall;
 	ev->_pad0 = 0;
 	#pragma unroll

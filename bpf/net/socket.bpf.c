@@ -10,8 +10,9 @@
 #include "syscall.bpf.h"
 #include "tcp_conn.bpf.h"
 
-static __always_inline struct nj_sock_event *nj_begin_sock_event(__u16 kind, __u32 syscall,
-								  __s64 ret, __s32 fd)
+static __always_inline struct nj_sock_event *nj_begin_sock_event(nj_sys_exit_ctx *ctx,
+								  __u16 kind, __u32 syscall,
+								  __s32 fd)
 {
 	union nj_any_event *any = nj_scratch();
 	if (!any)
@@ -20,9 +21,9 @@ static __always_inline struct nj_sock_event *nj_begin_sock_event(__u16 kind, __u
 
 	__builtin_memset(ev, 0, sizeof(*ev));
 	nj_fill_header(&ev->hdr, kind, sizeof(*ev));
-	if (nj_syscall_is_ia32())
+	if (nj_syscall_is_ia32(ctx))
 		ev->hdr.flags |= NJ_FLAG_IA32_SYSCALL;
-	ev->ret = ret;
+	ev->ret = NJ_RET(ctx);
 	ev->syscall = syscall;
 	ev->fd = fd;
 	return ev;
@@ -40,14 +41,14 @@ static __always_inline struct nj_sock_event *nj_begin_sock_event(__u16 kind, __u
 static __always_inline int nj_addr_exit(nj_sys_exit_ctx *ctx, const __u64 *args, __u16 kind,
 					__u32 syscall)
 {
-	struct nj_sock_event *ev = nj_begin_sock_event(kind, syscall, NJ_RET(ctx), args[0]);
+	struct nj_sock_event *ev = nj_begin_sock_event(ctx, kind, syscall, args[0]);
 	if (!ev)
 		return 0;
 	bool connect = kind == NJ_KIND_SOCK_CONNECT;
 	struct nj_sockaddr *addr = connect ? &ev->remote : &ev->local;
 	bool took_effect = NJ_RET(ctx) == 0 || (connect && NJ_RET(ctx) == -NJ_EINPROGRESS);
 	bool from_kernel = false;
-	struct sock *sk = nj_sock_from_fd(args[0]);
+	struct sock *sk = nj_sock_from_fd(ctx, args[0]);
 	if (sk) {
 		nj_read_sock(sk, ev);
 		ev->cookie = nj_sock_cookie(sk);
@@ -95,7 +96,7 @@ static __always_inline int nj_accept_exit(nj_sys_exit_ctx *ctx, const __u64 *arg
 	__u64 cookie = 0;
 
 	if (NJ_RET(ctx) >= 0) {
-		accepted = nj_sock_from_fd(NJ_RET(ctx));
+		accepted = nj_sock_from_fd(ctx, NJ_RET(ctx));
 		__u16 protocol = accepted ? NJ_KREAD(accepted, sk_protocol) : 0;
 		if (accepted)
 			cookie = nj_sock_cookie(accepted);
@@ -105,13 +106,13 @@ static __always_inline int nj_accept_exit(nj_sys_exit_ctx *ctx, const __u64 *arg
 	if (!report)
 		return 0;
 	struct nj_sock_event *ev =
-		nj_begin_sock_event(NJ_KIND_SOCK_ACCEPT, syscall, NJ_RET(ctx), NJ_RET(ctx));
+		nj_begin_sock_event(ctx, NJ_KIND_SOCK_ACCEPT, syscall, NJ_RET(ctx));
 	if (!ev)
 		return 0;
 	if (syscall == NJ_SYS_ACCEPT4)
 		ev->extra = args[3];
 	/* The accepted socket, looked up once above; a failed accept names the listener. */
-	struct sock *sk = NJ_RET(ctx) >= 0 ? accepted : nj_sock_from_fd(args[0]);
+	struct sock *sk = NJ_RET(ctx) >= 0 ? accepted : nj_sock_from_fd(ctx, args[0]);
 	if (sk) {
 		nj_read_sock(sk, ev);
 		ev->cookie = sk == accepted ? cookie : nj_sock_cookie(sk);
@@ -124,11 +125,11 @@ static __always_inline int nj_accept_exit(nj_sys_exit_ctx *ctx, const __u64 *arg
 static __always_inline int nj_listen_exit(nj_sys_exit_ctx *ctx, const __u64 *args)
 {
 	struct nj_sock_event *ev =
-		nj_begin_sock_event(NJ_KIND_SOCK_LISTEN, NJ_SYS_LISTEN, NJ_RET(ctx), args[0]);
+		nj_begin_sock_event(ctx, NJ_KIND_SOCK_LISTEN, NJ_SYS_LISTEN, args[0]);
 	if (!ev)
 		return 0;
 	ev->extra = args[1];
-	struct sock *sk = nj_sock_from_fd(args[0]);
+	struct sock *sk = nj_sock_from_fd(ctx, args[0]);
 	if (sk)
 		nj_read_sock(sk, ev);
 	nj_submit(ev, sizeof(*ev), NJ_KIND_SOCK_LISTEN);

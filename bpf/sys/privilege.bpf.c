@@ -14,7 +14,7 @@ static __always_inline int nj_plain_exit(nj_sys_exit_ctx *ctx, __u16 kind,
 
 	if (!nj_syscall_args(ctx, args))
 		return 0;
-	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, NJ_RET(ctx), args, ptr_mask);
+	struct nj_syscall_event *ev = nj_begin_syscall_event(ctx, kind, syscall, args, ptr_mask);
 	if (ev)
 		nj_submit(ev, sizeof(*ev), kind);
 	return 0;
@@ -47,11 +47,11 @@ NJ_SYSCALL_EXIT(capset)
 	if (!nj_syscall_args(ctx, args))
 		return 0;
 	struct nj_syscall_event *ev =
-		nj_begin_syscall_event(NJ_KIND_CRED_CHANGE, NJ_SYS_CAPSET, NJ_RET(ctx), args, 0x3f);
+		nj_begin_syscall_event(ctx, NJ_KIND_CRED_CHANGE, NJ_SYS_CAPSET, args, 0x3f);
 	if (!ev)
 		return 0;
 	if (NJ_RET(ctx) == 0) {
-		const struct cred *cred = bpf_get_current_task_btf()->cred;
+		const struct cred *cred = NJ_KREAD(nj_syscall_task(ctx), cred);
 		ev->args[0] = BPF_CORE_READ(cred, cap_effective.val);
 		ev->args[1] = BPF_CORE_READ(cred, cap_permitted.val);
 		ev->args[2] = BPF_CORE_READ(cred, cap_inheritable.val);
@@ -79,7 +79,7 @@ static __always_inline int nj_kill_exit(nj_sys_exit_ctx *ctx, __u32 syscall)
 	if (target == 0 || target == (__s32)(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 	struct nj_syscall_event *ev =
-		nj_begin_syscall_event(NJ_KIND_KILL, syscall, NJ_RET(ctx), args, 0);
+		nj_begin_syscall_event(ctx, NJ_KIND_KILL, syscall, args, 0);
 	if (ev)
 		nj_submit(ev, sizeof(*ev), NJ_KIND_KILL);
 	return 0;

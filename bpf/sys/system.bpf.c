@@ -14,7 +14,7 @@ static __always_inline int nj_system_exit(nj_sys_exit_ctx *ctx, __u16 kind,
 
 	if (!nj_syscall_args(ctx, args))
 		return 0;
-	struct nj_syscall_event *ev = nj_begin_syscall_event(kind, syscall, NJ_RET(ctx), args, ptr_mask);
+	struct nj_syscall_event *ev = nj_begin_syscall_event(ctx, kind, syscall, args, ptr_mask);
 	if (!ev)
 		return 0;
 	if (str0 >= 0)
@@ -50,9 +50,9 @@ NJ_SYSTEM(bpf, NJ_KIND_BPF, NJ_SYS_BPF, -1, -1, 0x2)
  * which the caller cannot rewrite after the call as it can its own buffer. False when @fd is
  * not such a file.
  */
-static __always_inline bool nj_memfd_name(__s64 fd, char *dst)
+static __always_inline bool nj_memfd_name(nj_sys_exit_ctx *ctx, __s64 fd, char *dst)
 {
-	struct file *file = fd >= 0 ? nj_file_from_fd(fd) : NULL;
+	struct file *file = fd >= 0 ? nj_syscall_file(ctx, fd) : NULL;
 	if (!file)
 		return false;
 	struct dentry *dentry = NJ_KREAD(file, f_path.dentry);
@@ -72,11 +72,11 @@ NJ_SYSCALL_EXIT(memfd_create)
 
 	if (!nj_syscall_args(ctx, args))
 		return 0;
-	struct nj_syscall_event *ev = nj_begin_syscall_event(
-		NJ_KIND_MEMFD_CREATE, NJ_SYS_MEMFD_CREATE, NJ_RET(ctx), args, 0x1);
+	struct nj_syscall_event *ev =
+		nj_begin_syscall_event(ctx, NJ_KIND_MEMFD_CREATE, NJ_SYS_MEMFD_CREATE, args, 0x1);
 	if (!ev)
 		return 0;
-	if (!nj_memfd_name(NJ_RET(ctx), ev->str0))
+	if (!nj_memfd_name(ctx, NJ_RET(ctx), ev->str0))
 		ev->hdr.flags |= nj_read_user_str(ev->str0, args[0], NJ_FLAG_PATH_TRUNCATED);
 	nj_submit(ev, sizeof(*ev), NJ_KIND_MEMFD_CREATE);
 	return 0;

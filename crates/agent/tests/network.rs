@@ -226,7 +226,9 @@ fn tc_flows_count_exactly_what_was_sent() {
         support::TRIGGER_LIMIT,
         "the server in namespace B",
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    // A FIN'd flow is reported once quiet for the end grace (1 s), at the next poll of the
+    // flow table (every 1 s): up to 2 s after the last packet.
+    std::thread::sleep(Duration::from_millis(2500));
     let metrics = metrics_in(&pair.a, metrics_port);
     let events = stop(agent, &output);
     // Per-interface totals in Prometheus equal the sum of the flow records.
